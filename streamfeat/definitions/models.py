@@ -11,7 +11,15 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from streamfeat.definitions.durations import format_duration, parse_duration, to_ms
 
@@ -86,6 +94,15 @@ class ValidRange(_Definition):
                 f"{value.isoformat()} is outside 0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z"
             )
         return value
+
+    @model_validator(mode="after")
+    def _start_not_after_end(self) -> ValidRange:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(
+                f"end {self.end.isoformat()} is before start {self.start.isoformat()}; "
+                "swap them or widen the range"
+            )
+        return self
 
 
 class NumericRange(_Definition):
@@ -180,19 +197,36 @@ class Window(_Definition):
     def hop_ms(self) -> int:
         return to_ms(self.hop if self.hop is not None else self.length)
 
-    @model_validator(mode="after")
-    def _hop_divides_length(self) -> Window:
-        length_ms = to_ms(self.length)
-        if length_ms <= 0 or to_ms(self.length) * 1_000 != round(self.length.total_seconds() * 1e6):
-            raise ValueError(f"length {self.length} must be a positive whole number of milliseconds")
-        hop_ms = self.hop_ms
-        if hop_ms <= 0 or hop_ms > length_ms or length_ms % hop_ms != 0:
+    @field_validator("length")
+    @classmethod
+    def _length_whole_ms(cls, length: timedelta) -> timedelta:
+        if length <= timedelta(0) or length % _ONE_MS:
+            raise ValueError(f"length {length} must be a positive whole number of milliseconds")
+        return length
+
+    @field_validator("hop")
+    @classmethod
+    def _hop_divides_length(cls, hop: timedelta | None, info: ValidationInfo) -> timedelta | None:
+        # A field validator, not a model one, so that errors point at ``window.hop``.
+        length = info.data.get("length")
+        if hop is None or length is None:
+            return hop
+        length_ms, hop_ms = to_ms(length), to_ms(hop)
+        if hop % _ONE_MS or hop_ms <= 0 or hop_ms > length_ms or length_ms % hop_ms != 0:
             raise ValueError(_hop_advice(length_ms, hop_ms))
-        return self
+        return hop
+
+
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _divisors(number: int) -> list[int]:
+    small = [d for d in range(1, int(number**0.5) + 1) if number % d == 0]
+    return sorted({*small, *(number // d for d in small)})
 
 
 def _hop_advice(length_ms: int, hop_ms: int) -> str:
-    divisors = [d for d in range(1, length_ms + 1) if length_ms % d == 0] if length_ms < 10**7 else []
+    divisors = _divisors(length_ms)
     smaller = max((d for d in divisors if d < hop_ms), default=None)
     larger = min((d for d in divisors if d > hop_ms), default=None)
     examples = [format_duration(timedelta(milliseconds=d)) for d in (smaller, larger) if d]
@@ -299,10 +333,18 @@ class Topology(_Definition):
         return self.dead_letter_topic or f"streamfeat.{self.name}.dead-letters"
 
     def entity(self, name: str) -> Entity:
-        return next(e for e in self.entities if e.name == name)
+        for entity in self.entities:
+            if entity.name == name:
+                return entity
+        known = ", ".join(e.name for e in self.entities)
+        raise KeyError(f"entity {name!r} is not defined; defined entities: {known}")
 
     def source(self, name: str) -> Source:
-        return next(s for s in self.sources if s.name == name)
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources)
+        raise KeyError(f"source {name!r} is not defined; defined sources: {known}")
 
     def view(self, name: str) -> FeatureView:
         for view in self.feature_views:
