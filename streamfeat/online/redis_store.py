@@ -71,7 +71,9 @@ class RedisOnlineStore:
         self._client = client
         self._topology = topology
         self._prefix = key_prefix
-        self._view_names = {view.name for view in topology.feature_views}
+        self._join_keys = {
+            view.name: topology.entity(view.entity).join_keys for view in topology.feature_views
+        }
 
     @classmethod
     def from_url(
@@ -93,7 +95,7 @@ class RedisOnlineStore:
         if not records:
             return 0
         for record in records:
-            self._check_view(record.view)
+            self._check_record(record)
         newest = newest_per_key(records, lambda record: self.key(record.view, record.entity))
         outcomes = self._run_writes(newest)
         replaced = sum(int(outcome) for outcome in outcomes)
@@ -134,12 +136,14 @@ class RedisOnlineStore:
         """Close the connection pool."""
         self._client.close()
 
-    def _check_view(self, view: str) -> None:
-        if view not in self._view_names:
+    def _check_record(self, record: FeatureRecord) -> None:
+        join_keys = self._join_keys.get(record.view)
+        if join_keys is None:
             raise OnlineStoreError(
-                f"feature view {view!r} is not defined in topology {self._topology.name!r}; "
-                f"use one of: {', '.join(sorted(self._view_names))}"
+                f"feature view {record.view!r} is not defined in topology "
+                f"{self._topology.name!r}; use one of: {', '.join(sorted(self._join_keys))}"
             )
+        check_entity(self._topology.view(record.view), join_keys, record.entity)
 
     def _run_writes(self, newest: dict[str, FeatureRecord]) -> list[Any]:
         """Send one script call per key in one pipeline, loading the script if Redis lacks it."""

@@ -112,6 +112,8 @@ class ArchiveSink:
         long; then write and commit every pending batch and return the counts."""
         consumer = Consumer(self._config)
         self._consumer = consumer
+        self._partitions = {}
+        self._stats = SinkStats()
         started = time.monotonic()
         self._last_activity = started
         logger.info("sink_start topic=%s group=%s", self._topic, self._config["group.id"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -277,6 +279,13 @@ def test_write_of_unknown_view_is_an_error(store: OnlineStore) -> None:
         store.write([record])
 
 
+def test_write_with_wrong_key_count_is_error(store: OnlineStore) -> None:
+    record = FeatureRecord("route_stats", 1, ("JFK",), ms(T10), ms(T10), {"n": 1}, ms(T10))
+
+    with pytest.raises(OnlineStoreError, match=r"\['JFK'\].*origin, dest"):
+        store.write([record])
+
+
 def test_empty_write_and_read_need_no_server(topology: Topology) -> None:
     unreachable = RedisOnlineStore.from_url("redis://127.0.0.1:1/0", topology)
 
@@ -301,3 +310,45 @@ def test_redis_key_has_hash_tag(topology: Topology) -> None:
     backend = RedisOnlineStore.from_url(Settings.from_env().redis_url, topology)
 
     assert backend.key("route_stats", ("JFK", "LAX")) == 'sf:{route_stats|["JFK","LAX"]}'
+
+
+class CountingRedis(redis.Redis):
+    """A Redis client that counts requests sent to the server (a pipeline counts once)."""
+
+    round_trips = 0
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        pipeline = super().pipeline(transaction, shard_hint)
+        send = pipeline.execute
+
+        def counted_execute(raise_on_error: bool = True) -> Any:
+            self.round_trips += 1
+            return send(raise_on_error)
+
+        pipeline.execute = counted_execute  # type: ignore[method-assign]
+        return pipeline
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.round_trips += 1
+        return super().execute_command(*args, **options)
+
+
+def test_batch_write_and_read_take_one_round_trip(topology: Topology) -> None:
+    client = CountingRedis.from_url(Settings.from_env().redis_url)
+    prefix = f"sftest-{uuid.uuid4().hex[:12]}"
+    backend = RedisOnlineStore(client, topology, key_prefix=prefix)
+    users = [f"u{i}" for i in range(20)]
+    backend.write([txn("warm-up", T10)])  # loads the script when the server lacks it
+    client.round_trips = 0
+
+    backend.write([txn(user, T10 + MS * i) for i in range(3) for user in users])
+    writes = client.round_trips
+    results = backend.read("txn", [(user,) for user in users], T10 + timedelta(minutes=1))
+    reads = client.round_trips - writes
+
+    assert writes == 1
+    assert reads == 1
+    assert [r.as_of_ms for r in results] == [ms(T10 + 2 * MS)] * 20
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)
+    backend.close()
