@@ -15,7 +15,9 @@ from datetime import timedelta
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+
+# confluent-kafka 2.16 re-exports these without listing them in __all__.
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
 from confluent_kafka.cimpl import NewTopic
 
 from streamfeat.definitions.models import Source
@@ -44,9 +46,18 @@ class TopicSpec:
             )
 
 
+SOURCE_TOPIC_CONFIG: Mapping[str, str] = {
+    # Messages carry their event time as timestamp, and replayed events can be years old, so
+    # time-based retention would delete them before the worker reads them, and time-based
+    # segment rolling would start a new segment every few batches.
+    "retention.ms": "-1",
+    "segment.ms": str(2**63 - 1),
+}
+
+
 def source_topic(source: Source) -> TopicSpec:
-    """Return the topic spec of a source, with the partition count its definition declares."""
-    return TopicSpec(name=source.topic, partitions=source.partitions)
+    """Return the topic spec of a source: its declared partition count, no time retention."""
+    return TopicSpec(name=source.topic, partitions=source.partitions, config=SOURCE_TOPIC_CONFIG)
 
 
 def ensure_topics(
@@ -55,8 +66,9 @@ def ensure_topics(
     """Create the missing topics and check the partition count of existing ones.
 
     Returns the names of the topics created. Raises ConfigurationError naming the topic and both
-    counts when an existing topic has another partition count, and StackError when Kafka at
-    ``bootstrap`` cannot be reached within ``timeout``.
+    values when an existing topic has another partition count or another value for a config key
+    that its spec sets, and StackError when Kafka at ``bootstrap`` cannot be reached within
+    ``timeout``.
     """
     # librdkafka's own log lines go to this module's logger instead of raw stderr.
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": logger}
@@ -67,6 +79,7 @@ def ensure_topics(
     for spec in specs:
         if spec.name in existing:
             _check_partitions(spec, existing[spec.name])
+            _check_config(admin, spec, seconds)
     created = _create(admin, missing, seconds)
     if created:
         _wait_until_visible(admin, bootstrap, created, seconds)
@@ -96,6 +109,26 @@ def _check_partitions(spec: TopicSpec, actual: int) -> None:
             f"declared; declare {actual} partitions, or delete the topic so it is created again"
         )
     logger.debug("topic_exists topic=%s partitions=%d", spec.name, actual)
+
+
+def _check_config(admin: AdminClient, spec: TopicSpec, seconds: float) -> None:
+    if not spec.config:
+        return
+    resource = ConfigResource(ResourceType.TOPIC, spec.name)
+    try:
+        entries = admin.describe_configs([resource])[resource].result(timeout=seconds)
+    except KafkaException as error:
+        raise StackError(
+            f"cannot read the config of topic {spec.name!r}: {error.args[0].str()}"
+        ) from None
+    for key, expected in spec.config.items():
+        actual = entries[key].value if key in entries else None
+        if actual != expected:
+            raise ConfigurationError(
+                f"topic {spec.name!r} has {key}={actual} but {expected} is required; change it "
+                f"with kafka-configs.sh --alter --entity-type topics --entity-name {spec.name} "
+                f"--add-config {key}={expected}, or delete the topic so it is created again"
+            )
 
 
 def _create(admin: AdminClient, specs: Sequence[TopicSpec], seconds: float) -> list[str]:

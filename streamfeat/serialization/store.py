@@ -26,7 +26,7 @@ from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canoni
 from fastavro.validation import ValidationError, validate
 
 from streamfeat.errors import SerializationError
-from streamfeat.serialization import _logical
+from streamfeat.serialization import _logical, _typecheck
 from streamfeat.serialization.compatibility import check_compatible
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class SchemaStore:
         self._by_name: dict[str, StoredSchema] = {}
         self._by_fingerprint: dict[bytes, StoredSchema] = {}
         self._by_file: dict[str, StoredSchema] = {}
-        self._encoders: dict[str, _logical.Converter | None] = {}
+        self._encoders: dict[str, tuple[_logical.Converter | None, _typecheck.Check | None]] = {}
         for schema in current:
             if schema.name in self._by_name:
                 raise SerializationError(
@@ -178,19 +178,16 @@ class SchemaStore:
         """
         schema = self.schema(name)
         if name not in self._encoders:
-            self._encoders[name] = _logical.build_converter(
-                schema.parsed, schema.parsed["__named_schemas"], _encoding_leaf
+            self._encoders[name] = (
+                _logical.build_converter(
+                    schema.parsed, schema.parsed["__named_schemas"], _encoding_leaf
+                ),
+                _typecheck.build_check(schema.plain),
             )
-        converter = self._encoders[name]
+        converter, quick_check = self._encoders[name]
         datum = converter(record) if converter is not None else record
-        try:
-            validate(datum, schema.plain, raise_errors=True)
-        except ValidationError as error:
-            problems = "; ".join(
-                f"field {e.field} is {e.datum!r}, expected {_type_name(e.schema)}"
-                for e in error.errors
-            )
-            raise SerializationError(f"cannot encode a {name} record: {problems}") from None
+        if quick_check is None or not quick_check(datum):
+            _validate(name, schema, datum)
         buffer = io.BytesIO()
         buffer.write(schema.header)
         try:
@@ -202,6 +199,16 @@ class SchemaStore:
     def decoder(self, reader_name: str) -> Decoder:
         """Return a decoder that reads every known writer version as the schema ``reader_name``."""
         return Decoder(self, self.schema(reader_name))
+
+
+def _validate(name: str, schema: StoredSchema, datum: Any) -> None:
+    try:
+        validate(datum, schema.plain, raise_errors=True)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"field {e.field} is {e.datum!r}, expected {_type_name(e.schema)}" for e in error.errors
+        )
+        raise SerializationError(f"cannot encode a {name} record: {problems}") from None
 
 
 def _type_name(schema: Any) -> str:

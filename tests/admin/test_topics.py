@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,23 +11,6 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from streamfeat.admin import TopicSpec, ensure_topics, source_topic
 from streamfeat.definitions.models import EventTime, Source
 from streamfeat.errors import ConfigurationError, StackError
-from streamfeat.settings import Settings
-
-
-@pytest.fixture
-def bootstrap() -> str:
-    return Settings.from_env().kafka_bootstrap
-
-
-@pytest.fixture
-def topic_name(bootstrap: str) -> Iterator[str]:
-    """Yield a fresh topic name and delete the topic afterwards, if it was created."""
-    name = f"sftest-admin-{uuid.uuid4().hex[:10]}"
-    yield name
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    if name in admin.list_topics(timeout=10).topics:
-        for future in admin.delete_topics([name], operation_timeout=30).values():
-            future.result(timeout=30)
 
 
 def _config(bootstrap: str, topic: str) -> dict[str, str]:
@@ -101,4 +82,26 @@ def test_source_topic_uses_declared_partitions() -> None:
         event_time=EventTime(field="at"),
     )
 
-    assert source_topic(source) == TopicSpec("flights-topic", 4)
+    spec = source_topic(source)
+
+    assert spec.name == "flights-topic"
+    assert spec.partitions == 4
+    assert spec.config["retention.ms"] == "-1"
+
+
+@pytest.mark.integration
+def test_config_mismatch_names_key_and_values(bootstrap: str, topic_name: str) -> None:
+    ensure_topics(bootstrap, [TopicSpec(topic_name, 1)])
+
+    with pytest.raises(
+        ConfigurationError, match=f"'{topic_name}' has retention.ms=604800000 but -1 is required"
+    ):
+        ensure_topics(bootstrap, [TopicSpec(topic_name, 1, {"retention.ms": "-1"})])
+
+
+@pytest.mark.integration
+def test_existing_topic_with_same_config_is_kept(bootstrap: str, topic_name: str) -> None:
+    spec = TopicSpec(topic_name, 1, {"retention.ms": "-1"})
+    ensure_topics(bootstrap, [spec])
+
+    assert ensure_topics(bootstrap, [spec]) == []
