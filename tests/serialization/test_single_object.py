@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -302,3 +303,62 @@ def test_from_dir_names_invalid_file(tmp_path: Path) -> None:
 def test_from_dir_rejects_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(SerializationError, match="does not exist"):
         SchemaStore.from_dir(tmp_path / "nope")
+
+
+NUMBERS = {
+    "type": "record",
+    "name": "Numbers",
+    "fields": [
+        {"name": "small", "type": "int"},
+        {"name": "big", "type": ["null", "long"]},
+        {"name": "ratio", "type": "double"},
+        {"name": "flag", "type": "boolean"},
+        {"name": "names", "type": {"type": "array", "items": "string"}},
+        {"name": "scores", "type": {"type": "map", "values": ["null", "long", "double"]}},
+    ],
+}
+
+
+class _Real(float):
+    """A float subclass, as numpy's float64 is; the quick type check leaves it to fastavro."""
+
+
+def _numbers(**changes: Any) -> dict[str, Any]:
+    record = {"small": 1, "big": None, "ratio": 0.5, "flag": True, "names": [], "scores": {}}
+    return {**record, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"small": 2**31}, "Numbers.small is 2147483648, expected int"),
+        ({"big": 2**63}, "Numbers.big is 9223372036854775808"),
+        ({"big": True}, "Numbers.big is True"),
+        ({"ratio": "0.5"}, "Numbers.ratio is '0.5', expected double"),
+        ({"flag": 1}, "Numbers.flag is 1, expected boolean"),
+        ({"names": ["a", 1]}, "Numbers.names is 1, expected string"),
+        ({"scores": {"a": ("long", 1.5)}}, "Numbers.scores is"),
+    ],
+)
+def test_value_of_wrong_type_is_rejected(changes: dict[str, Any], problem: str) -> None:
+    store = _store(NUMBERS)
+
+    with pytest.raises(SerializationError, match=re.escape(problem)):
+        store.encode("Numbers", _numbers(**changes))
+
+
+def test_int_in_double_field_and_tuple_branches_encode() -> None:
+    store = _store(NUMBERS)
+    record = _numbers(ratio=2, big=2**63 - 1, scores={"a": ("double", 1.0), "b": None})
+
+    decoded = store.decoder("Numbers").decode(store.encode("Numbers", record))
+
+    assert decoded == {**record, "ratio": 2.0, "scores": {"a": 1.0, "b": None}}
+
+
+def test_float_subclass_is_accepted() -> None:
+    store = _store(NUMBERS)
+
+    decoded = store.decoder("Numbers").decode(store.encode("Numbers", _numbers(ratio=_Real(0.25))))
+
+    assert decoded["ratio"] == 0.25
