@@ -55,7 +55,9 @@ class PartitionClock:
         return self.emission_ms != before
 
     def _raise_emission(self, candidate_ms: int | None) -> None:
-        if candidate_ms is not None and (self.emission_ms is None or candidate_ms > self.emission_ms):
+        if candidate_ms is not None and (
+            self.emission_ms is None or candidate_ms > self.emission_ms
+        ):
             self.emission_ms = candidate_ms
 
     def to_wire(self) -> list[int | None]:

@@ -62,10 +62,21 @@ class EntityState:
     """Slot boundaries at or before this time have been processed."""
     retired_latest_ms: int | None = None
     """Latest event time among deleted slots."""
+    latest_ms: int | None = None
+    """Latest accepted event time of the entity."""
+    feeders: list[int] = field(default_factory=list)
+    """Source partitions the entity's events came from; the worker uses their clocks."""
 
     def to_wire(self) -> list[Any]:
         slots = {index: slot.to_wire() for index, slot in self.slots.items()}
-        return [slots, self.records, self.through_ms, self.retired_latest_ms]
+        return [
+            slots,
+            self.records,
+            self.through_ms,
+            self.retired_latest_ms,
+            self.latest_ms,
+            self.feeders,
+        ]
 
     @classmethod
     def from_wire(cls, wire: list[Any]) -> EntityState:
@@ -73,7 +84,7 @@ class EntityState:
         records = {int(ts): value for ts, value in wire[1].items()}
         for slot in slots.values():
             slot.open = {int(ts): row for ts, row in slot.open.items()}
-        return cls(slots, records, wire[2], wire[3])
+        return cls(slots, records, wire[2], wire[3], wire[4], wire[5])
 
     @property
     def is_empty(self) -> bool:
@@ -94,6 +105,8 @@ class ViewEngine:
     ) -> list[Emission]:
         """Add one accepted event and return the records it creates or changes (R2, R4)."""
         slot_index = ts_ms // self.hop_ms
+        if state.latest_ms is None or ts_ms > state.latest_ms:
+            state.latest_ms = ts_ms
         slot = state.slots.get(slot_index)
         if slot is None:
             slot = state.slots[slot_index] = Slot()
@@ -188,6 +201,8 @@ class ViewEngine:
 
     def latest_event_ms(self, state: EntityState, as_of_ms: int) -> int | None:
         """The entity's latest accepted event time at or before ``as_of_ms``."""
+        if state.latest_ms is not None and state.latest_ms <= as_of_ms:
+            return state.latest_ms
         latest = state.retired_latest_ms
         for slot_index, slot in state.slots.items():
             if slot_index * self.hop_ms > as_of_ms:
@@ -208,7 +223,11 @@ class ViewEngine:
 
     def _affected_records(self, state: EntityState, ts_ms: int, leaves_at: int) -> set[int]:
         """Record times after ``ts_ms`` whose values or latest event time a new event may change."""
-        affected = {r for r, (latest, _) in state.records.items() if r > ts_ms and (r < leaves_at or latest < ts_ms)}
+        affected = {
+            r
+            for r, (latest, _) in state.records.items()
+            if r > ts_ms and (r < leaves_at or latest < ts_ms)
+        }
         if state.through_ms is not None and leaves_at <= state.through_ms:
             affected.add(leaves_at)
         affected.discard(ts_ms)

@@ -43,7 +43,11 @@ class PartitionReplay:
         self.engines = {view.name: ViewEngine(view) for view in self.views}
 
     def offer(
-        self, event_ms: int, event: Mapping[str, Any], keys: Mapping[str, EntityKey], wall_ms: int = 0
+        self,
+        event_ms: int,
+        event: Mapping[str, Any],
+        keys: Mapping[str, EntityKey],
+        wall_ms: int = 0,
     ) -> list[ViewEmission] | None:
         """Apply one checked event keyed per view; return its records, or None when it is late."""
         self.clock.note_message(wall_ms)

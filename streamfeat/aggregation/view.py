@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from streamfeat.aggregation.partials import Partial, accumulator_for
+from streamfeat.aggregation.partials import accumulator_for
 from streamfeat.definitions.models import FeatureView
 from streamfeat.featurelog.record import FeatureValue
 
@@ -34,7 +34,9 @@ class ViewAggregator:
         row[EVENTS] += 1
         if row[MAX_TS] is None or ts_ms > row[MAX_TS]:
             row[MAX_TS] = ts_ms
-        for i, (accumulator, column) in enumerate(zip(self._accumulators, self.columns, strict=True)):
+        for i, (accumulator, column) in enumerate(
+            zip(self._accumulators, self.columns, strict=True)
+        ):
             value = event.get(column) if column is not None else None
             row[FIRST_FEATURE + i] = accumulator.add(row[FIRST_FEATURE + i], value, ts_ms, seq)
 

@@ -83,7 +83,9 @@ class EventChecker:
         field = self.source.event_time.field
         if event_ms is None:
             return Reason.OUT_OF_RANGE, f"event time field {field!r} is null"
-        end_ms = self.range_end_ms if self.range_end_ms is not None else processing_ms + self.slack_ms
+        end_ms = (
+            self.range_end_ms if self.range_end_ms is not None else processing_ms + self.slack_ms
+        )
         if not self.range_start_ms <= event_ms <= end_ms:
             return Reason.OUT_OF_RANGE, (
                 f"event time {event_ms} ms is outside the valid range {self.range_start_ms}..{end_ms} ms"
@@ -105,15 +107,24 @@ class EventChecker:
             if (bounds.min is not None and value < bounds.min) or (
                 bounds.max is not None and value > bounds.max
             ):
-                return Reason.CONSTRAINT, f"field {name!r} = {value} is outside [{bounds.min}, {bounds.max}]"
+                return (
+                    Reason.CONSTRAINT,
+                    f"field {name!r} = {value} is outside [{bounds.min}, {bounds.max}]",
+                )
         for name, allowed in constraints.allowed_values.items():
             value = event.get(name)
             if value is not None and value not in allowed:
-                return Reason.CONSTRAINT, f"field {name!r} = {value!r} is not one of the allowed values"
+                return (
+                    Reason.CONSTRAINT,
+                    f"field {name!r} = {value!r} is not one of the allowed values",
+                )
         for name, limit in constraints.max_length.items():
             value = event.get(name)
             if value is not None and len(value) > limit:
-                return Reason.CONSTRAINT, f"field {name!r} is {len(value)} long, above the limit {limit}"
+                return (
+                    Reason.CONSTRAINT,
+                    f"field {name!r} is {len(value)} long, above the limit {limit}",
+                )
         return None
 
 

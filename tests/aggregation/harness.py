@@ -15,10 +15,14 @@ MS = 1
 def ms(iso: str) -> int:
     """Epoch milliseconds of an ISO-8601 UTC time such as 2025-02-03T10:00:00.000Z."""
     moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    return int(moment.timestamp() * 1000) if moment.year >= 1970 else round(moment.timestamp() * 1000)
+    return (
+        int(moment.timestamp() * 1000) if moment.year >= 1970 else round(moment.timestamp() * 1000)
+    )
 
 
-def view(name: str, length: str, hop: str | None, features: list[dict[str, Any]], **extra: Any) -> FeatureView:
+def view(
+    name: str, length: str, hop: str | None, features: list[dict[str, Any]], **extra: Any
+) -> FeatureView:
     window = {"length": length} if hop is None else {"length": length, "hop": hop}
     return FeatureView(name=name, entity="e", source="s", window=window, features=features, **extra)
 

@@ -52,11 +52,16 @@ def test_out_of_order_event_updates_later_records_but_never_newer_last():
 
 
 def test_older_event_writes_own_record_and_rewrites_newer_one():
-    pay = view("pay", "1h", None, [
-        {"name": "n", "function": "count"},
-        {"name": "total", "function": "sum", "column": "amount"},
-        {"name": "last_amount", "function": "last", "column": "amount"},
-    ])
+    pay = view(
+        "pay",
+        "1h",
+        None,
+        [
+            {"name": "n", "function": "count"},
+            {"name": "total", "function": "sum", "column": "amount"},
+            {"name": "last_amount", "function": "last", "column": "amount"},
+        ],
+    )
     run = Run(PartitionReplay([pay], allowed_lateness_ms=5 * 60_000))
     run.send("p1", "u1", "2025-02-03T10:05:00.000Z", amount=2)
     run.send("p2", "u1", "2025-02-03T10:03:00.000Z", amount=1)
@@ -73,8 +78,13 @@ def test_older_event_writes_own_record_and_rewrites_newer_one():
 
 
 def test_idle_partition_decays_values_and_corrects_early_records():
-    run = Run(PartitionReplay([view("p1m", "60s", None, [{"name": "n", "function": "count"}])],
-                              allowed_lateness_ms=0, idle_timeout_ms=30_000))
+    run = Run(
+        PartitionReplay(
+            [view("p1m", "60s", None, [{"name": "n", "function": "count"}])],
+            allowed_lateness_ms=0,
+            idle_timeout_ms=30_000,
+        )
+    )
     run.send("1", "k", "2025-02-03T10:00:10.000Z", wall_ms=0)
     run.send("2", "k", "2025-02-03T10:00:20.000Z", wall_ms=1_000)
     run.pause_until(121_000)
@@ -98,8 +108,13 @@ def test_idle_partition_decays_values_and_corrects_early_records():
 
 def test_records_do_not_depend_on_consumption_speed():
     def replay(gap_ms):
-        run = Run(PartitionReplay([view("t1m", "60s", None, [{"name": "n", "function": "count"}])],
-                                  allowed_lateness_ms=60_000, idle_timeout_ms=300_000))
+        run = Run(
+            PartitionReplay(
+                [view("t1m", "60s", None, [{"name": "n", "function": "count"}])],
+                allowed_lateness_ms=60_000,
+                idle_timeout_ms=300_000,
+            )
+        )
         times = ["10:00:00", "10:00:12", "10:00:24", "10:00:36", "10:00:48", "10:02:00"]
         for i, clock in enumerate(times):
             run.send(str(i), "a", f"2025-02-03T{clock}.000Z", wall_ms=i * gap_ms)
@@ -109,8 +124,12 @@ def test_records_do_not_depend_on_consumption_speed():
     fast, slow = replay(1), replay(20_000)
     assert fast == slow
     assert [(r[0], r[2]) for r in fast] == [
-        (ms("2025-02-03T10:00:00.000Z"), [1]), (ms("2025-02-03T10:00:12.000Z"), [2]),
-        (ms("2025-02-03T10:00:24.000Z"), [3]), (ms("2025-02-03T10:00:36.000Z"), [4]),
-        (ms("2025-02-03T10:00:48.000Z"), [5]), (ms("2025-02-03T10:01:00.000Z"), [0]),
-        (ms("2025-02-03T10:02:00.000Z"), [1]), (ms("2025-02-03T10:03:00.000Z"), [0]),
+        (ms("2025-02-03T10:00:00.000Z"), [1]),
+        (ms("2025-02-03T10:00:12.000Z"), [2]),
+        (ms("2025-02-03T10:00:24.000Z"), [3]),
+        (ms("2025-02-03T10:00:36.000Z"), [4]),
+        (ms("2025-02-03T10:00:48.000Z"), [5]),
+        (ms("2025-02-03T10:01:00.000Z"), [0]),
+        (ms("2025-02-03T10:02:00.000Z"), [1]),
+        (ms("2025-02-03T10:03:00.000Z"), [0]),
     ]

@@ -12,7 +12,9 @@ COUNT_TOTAL = COUNT + [{"name": "total", "function": "sum", "column": "value"}]
 
 
 def run_of(*views, lateness_ms=0, idle_ms=30_000):
-    return Run(PartitionReplay(list(views), allowed_lateness_ms=lateness_ms, idle_timeout_ms=idle_ms))
+    return Run(
+        PartitionReplay(list(views), allowed_lateness_ms=lateness_ms, idle_timeout_ms=idle_ms)
+    )
 
 
 def test_hopping_window_counts_only_last_two_slots():
@@ -52,10 +54,13 @@ def test_hopping_window_never_exceeds_events_that_fit():
             assert at_or_before[-1][2][0] <= 5, t
 
 
-@pytest.mark.parametrize("lateness_ms, late, at_1030, n_first_slot", [
-    (0, ["3", "5"], [1, 1.0], [1, 1.0]),
-    (60_000, ["5"], [2, 6.0], [2, 6.0]),
-])
+@pytest.mark.parametrize(
+    "lateness_ms, late, at_1030, n_first_slot",
+    [
+        (0, ["3", "5"], [1, 1.0], [1, 1.0]),
+        (60_000, ["5"], [2, 6.0], [2, 6.0]),
+    ],
+)
 def test_late_event_changes_no_value(lateness_ms, late, at_1030, n_first_slot):
     run = run_of(view("k1m", "60s", None, COUNT_TOTAL), lateness_ms=lateness_ms)
     run.send("1", "k", "2025-02-03T10:00:10.000Z", value=1)
@@ -75,8 +80,10 @@ def test_late_event_changes_no_value(lateness_ms, late, at_1030, n_first_slot):
 def test_late_event_log_has_boundary_records_only_where_values_change():
     run = run_of(view("k1m", "60s", None, COUNT_TOTAL))
     for label, iso, value in [
-        ("1", "2025-02-03T10:00:10.000Z", 1), ("2", "2025-02-03T10:01:20.000Z", 2),
-        ("3", "2025-02-03T10:00:30.000Z", 5), ("4", "2025-02-03T10:02:05.000Z", 3),
+        ("1", "2025-02-03T10:00:10.000Z", 1),
+        ("2", "2025-02-03T10:01:20.000Z", 2),
+        ("3", "2025-02-03T10:00:30.000Z", 5),
+        ("4", "2025-02-03T10:02:05.000Z", 3),
         ("5", "2025-02-03T09:00:00.000Z", 7),
     ]:
         run.send(label, "k", iso, value=value)
@@ -112,22 +119,40 @@ def test_slot_indices_above_two_to_the_31_keep_every_event():
 
 
 def test_mean_over_hopping_slots_ignores_rejected_values():
-    mean_view = view("avg3m", "3m", "1m", [
-        {"name": "n", "function": "count"}, {"name": "avg_x", "function": "mean", "column": "x"},
-    ])
+    mean_view = view(
+        "avg3m",
+        "3m",
+        "1m",
+        [
+            {"name": "n", "function": "count"},
+            {"name": "avg_x", "function": "mean", "column": "x"},
+        ],
+    )
     run = run_of(mean_view)
     for label, iso, x in [
-        ("x0", "00:00:30", 5.0), ("x1", "00:01:30", 7.0), ("x2", "00:02:30", 9.0),
-        ("x4", "00:04:30", 3.0), ("x5", "00:05:30", 5.0), ("x6", "00:06:30", 7.0),
+        ("x0", "00:00:30", 5.0),
+        ("x1", "00:01:30", 7.0),
+        ("x2", "00:02:30", 9.0),
+        ("x4", "00:04:30", 3.0),
+        ("x5", "00:05:30", 5.0),
+        ("x6", "00:06:30", 7.0),
         ("x7", "00:07:30", 12.0),
     ]:
         run.send(label, "k", f"2024-01-01T{iso}.000Z", x=x)
     run.send("z", "zz-0", "2024-01-01T00:12:00.000Z", x=0.0)
     expected = {
-        "00:00:30.000": [1, 5.0], "00:02:30.000": [3, 7.0], "00:02:59.999": [3, 7.0],
-        "00:03:00.000": [2, 8.0], "00:03:30.000": [2, 8.0], "00:04:30.000": [2, 6.0],
-        "00:05:30.000": [2, 4.0], "00:05:45.000": [2, 4.0], "00:06:30.000": [3, 5.0],
-        "00:07:30.000": [3, 8.0], "00:09:59.999": [1, 12.0], "00:10:00.000": [0, None],
+        "00:00:30.000": [1, 5.0],
+        "00:02:30.000": [3, 7.0],
+        "00:02:59.999": [3, 7.0],
+        "00:03:00.000": [2, 8.0],
+        "00:03:30.000": [2, 8.0],
+        "00:04:30.000": [2, 6.0],
+        "00:05:30.000": [2, 4.0],
+        "00:05:45.000": [2, 4.0],
+        "00:06:30.000": [3, 5.0],
+        "00:07:30.000": [3, 8.0],
+        "00:09:59.999": [1, 12.0],
+        "00:10:00.000": [0, None],
     }
     for clock, values in expected.items():
         got = run.value("avg3m", "k", f"2024-01-01T{clock}Z")
@@ -139,9 +164,17 @@ def test_mean_over_hopping_slots_ignores_rejected_values():
 
 
 def test_key_zero_is_an_ordinary_key_and_sum_of_zero_is_zero():
-    run = run_of(view("s1m", "60s", None, [
-        {"name": "n", "function": "count"}, {"name": "total", "function": "sum", "column": "v"},
-    ]))
+    run = run_of(
+        view(
+            "s1m",
+            "60s",
+            None,
+            [
+                {"name": "n", "function": "count"},
+                {"name": "total", "function": "sum", "column": "v"},
+            ],
+        )
+    )
     run.send("2", "0", "2025-02-03T10:00:10.000Z", v=2)
     run.send("4", "u1", "2025-02-03T10:00:20.000Z", v=4)
     run.send("6", "u1", "2025-02-03T10:00:30.000Z", v=6)

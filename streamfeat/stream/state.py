@@ -1,0 +1,126 @@
+"""RocksDB state of one input partition, written atomically once per batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from rocksdict import Options, Rdict, WriteBatch
+
+OFFSET_KEY = b"offset"
+SCAN_PREFIX_LENGTH = 2
+SCANNED_PREFIXES = frozenset({b"i:", b"x:"})
+"""Key spaces that ``scan`` reads: the slot-boundary index and the event-id expiry index."""
+"""Key of the last input offset whose effects the state holds."""
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+class PartitionState:
+    """A RocksDB database whose changes are staged in memory and written in one batch.
+
+    Reads see staged changes first, so a batch can read what it wrote. ``commit`` writes the
+    staged changes together with the input offset they account for.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = Rdict(str(path), Options(raw_mode=True))
+        self._staged: dict[bytes, bytes | None] = {}
+        self._staged_scannable: dict[bytes, set[bytes]] = {}
+        stored = self._db.get(OFFSET_KEY)
+        self.offset: int | None = None if stored is None else unpack(stored)
+
+    def get(self, key: bytes) -> Any:
+        if key in self._staged:
+            data = self._staged[key]
+        else:
+            data = self._db.get(key)
+        return None if data is None else unpack(data)
+
+    def put(self, key: bytes, value: Any) -> None:
+        self._staged[key] = pack(value)
+        self._note_scannable(key)
+
+    def delete(self, key: bytes) -> None:
+        self._staged[key] = None
+        self._note_scannable(key)
+
+    def _note_scannable(self, key: bytes) -> None:
+        prefix = key[:SCAN_PREFIX_LENGTH]
+        if prefix in SCANNED_PREFIXES:
+            self._staged_scannable.setdefault(prefix, set()).add(key)
+
+    def scan(self, start: bytes, stop: bytes) -> list[tuple[bytes, Any]]:
+        """Entries with ``start <= key < stop`` in key order, staged changes included.
+
+        ``start`` must begin with one of SCANNED_PREFIXES, the key spaces kept for scanning.
+        """
+        found: dict[bytes, bytes] = {}
+        iterator = self._db.iter()
+        iterator.seek(start)
+        while iterator.valid():
+            key = iterator.key()
+            if key >= stop:
+                break
+            found[key] = iterator.value()
+            iterator.next()
+        for key in self._staged_scannable.get(start[:SCAN_PREFIX_LENGTH], ()):
+            if start <= key < stop:
+                data = self._staged[key]
+                if data is None:
+                    found.pop(key, None)
+                else:
+                    found[key] = data
+        return [(key, unpack(found[key])) for key in sorted(found)]
+
+    def first_key(self, start: bytes, stop: bytes) -> bytes | None:
+        """The smallest key with ``start <= key < stop``, staged changes included."""
+        iterator = self._db.iter()
+        iterator.seek(start)
+        committed = None
+        while iterator.valid() and iterator.key() < stop:
+            key = iterator.key()
+            if self._staged.get(key, b"") is not None:
+                committed = key
+                break
+            iterator.next()
+        staged = [
+            key
+            for key in self._staged_scannable.get(start[:SCAN_PREFIX_LENGTH], ())
+            if start <= key < stop and self._staged[key] is not None
+        ]
+        candidates = staged + ([committed] if committed is not None else [])
+        return min(candidates) if candidates else None
+
+    def commit(self, offset: int | None) -> None:
+        """Write staged changes and the input offset they account for in one atomic batch."""
+        batch = WriteBatch(raw_mode=True)
+        for key, data in self._staged.items():
+            if data is None:
+                batch.delete(key)
+            else:
+                batch.put(key, data)
+        if offset is not None:
+            batch.put(OFFSET_KEY, pack(offset))
+            self.offset = offset
+        self._db.write(batch)
+        self._staged.clear()
+        self._staged_scannable.clear()
+
+    def discard(self) -> None:
+        """Drop staged changes (the batch that made them failed)."""
+        self._staged.clear()
+        self._staged_scannable.clear()
+
+    def close(self) -> None:
+        self._staged.clear()
+        self._db.close()

@@ -1,0 +1,329 @@
+"""The worker process: consume, route, aggregate, write; one batch at a time.
+
+Each batch runs in this order, so that a crash at any point loses nothing: produce forwards,
+dead letters and feature-log records and wait for the broker's acknowledgement, write the online
+store, then write every partition's RocksDB state together with the input offset it accounts
+for, then commit offsets to Kafka. A restarted worker skips input it already applied.
+
+A partition with no local state is read from its beginning, which rebuilds its state from the
+retained input topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from streamfeat.definitions.models import Topology
+from streamfeat.featurelog.codec import encode_record
+from streamfeat.featurelog.record import FeatureRecord, log_key
+from streamfeat.online.store import OnlineStore
+from streamfeat.serialization import SchemaStore
+from streamfeat.stream import messages
+from streamfeat.stream.aggregator import AggregatorTask
+from streamfeat.stream.router import Output, RouterTask, SourceRoute
+from streamfeat.stream.state import PartitionState
+from streamfeat.stream.topics import entities_of, repartition_topic
+
+logger = logging.getLogger(__name__)
+
+_AFTER_EVENTS = 2**63
+"""Sort key that puts clock marks after every event of a batch."""
+
+Clock = Callable[[], int]
+"""Returns the processing time in epoch milliseconds (R14: tests may pass their own)."""
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Where the worker connects and keeps its state, and how it batches."""
+
+    bootstrap_servers: str
+    state_dir: Path
+    batch_size: int = 2_000
+    poll_timeout_s: float = 0.2
+    idle_check_interval_ms: int = 1_000
+    group_id: str | None = None
+    partition_fetch_bytes: int = 16_384
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one worker process since it started."""
+
+    source_events: int = 0
+    forwarded: int = 0
+    records: int = 0
+    online_replaced: int = 0
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+class Worker:
+    """Runs the router and the aggregator for the partitions Kafka assigns to this process."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        schemas: SchemaStore,
+        online: OnlineStore,
+        config: WorkerConfig,
+        clock: Clock = wall_clock_ms,
+    ) -> None:
+        self.topology = topology
+        self.online = online
+        self.config = config
+        self.clock = clock
+        self.stats = WorkerStats()
+        self._stopping = False
+        self._routes = {
+            source.topic: SourceRoute.build(
+                topology, source, schemas.decoder(schemas.for_file(source.schema_file).name)
+            )
+            for source in topology.sources
+        }
+        self._repartition: dict[str, tuple[Any, list[Any]]] = {}
+        for source in topology.sources:
+            for entity in entities_of(topology, source):
+                views = [v for v in topology.views_of(source.name) if v.entity == entity]
+                self._repartition[repartition_topic(topology, source, entity)] = (source, views)
+        self._versions = {view.name: view.version for view in topology.feature_views}
+        self._routers: dict[tuple[str, int], RouterTask] = {}
+        self._aggregators: dict[tuple[str, int], AggregatorTask] = {}
+        self._producer = Producer(
+            {
+                "bootstrap.servers": config.bootstrap_servers,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "partitioner": "murmur2_random",
+            }
+        )
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": config.bootstrap_servers,
+                "group.id": config.group_id or f"streamfeat.{topology.name}.worker",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "max.poll.interval.ms": 300_000,
+                # Small per-partition fetches make one batch interleave the partitions finely in
+                # event time; large ones hand over days of one partition at a time when replaying
+                # history, and every such interleave costs corrections downstream (R4).
+                "max.partition.fetch.bytes": config.partition_fetch_bytes,
+            }
+        )
+        self._delivery_errors: list[str] = []
+        self._last_idle_check_ms = 0
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and return."""
+        self._stopping = True
+
+    def run(self, *, until: Callable[[], bool] | None = None) -> WorkerStats:
+        """Process batches until ``stop`` is called or ``until`` returns True."""
+        topics = list(self._routes) + list(self._repartition)
+        self._consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        logger.info("worker_started topology=%s topics=%d", self.topology.name, len(topics))
+        try:
+            while not self._stopping and not (until is not None and until()):
+                self.run_batch()
+        finally:
+            self._close()
+        return self.stats
+
+    def run_batch(self) -> None:
+        """Consume one batch and carry it through to committed state and offsets."""
+        batch = self._consumer.consume(self.config.batch_size, self.config.poll_timeout_s)
+        now_ms = self.clock()
+        outputs: list[Output] = []
+        records: list[FeatureRecord] = []
+        touched_routers: set[tuple[str, int]] = set()
+        touched_aggregators: set[tuple[str, int]] = set()
+        forwarded: list[tuple[int, int, Message, messages.Forwarded, AggregatorTask]] = []
+        for message in batch:
+            if message.error() is not None:
+                self._log_consume_error(message)
+                continue
+            task_key = (message.topic(), message.partition())
+            router = self._routers.get(task_key)
+            if router is not None:
+                router.process(message, now_ms, outputs.append)
+                self.stats.source_events += 1
+                touched_routers.add(task_key)
+                continue
+            aggregator = self._aggregators.get(task_key)
+            if aggregator is not None and not aggregator.is_applied(message.offset()):
+                unpacked = messages.unpack(message.value())
+                order = unpacked.event_ms if unpacked.kind == messages.EVENT else _AFTER_EVENTS
+                forwarded.append((order, len(forwarded), message, unpacked, aggregator))
+                if task_key not in touched_aggregators:
+                    touched_aggregators.add(task_key)
+                    aggregator.begin_batch()
+        # Applying a batch in event-time order, and clock marks after its events, spares most of
+        # the corrections (R4) that the interleaving of several source partitions would cause.
+        forwarded.sort(key=lambda item: (item[0], item[1]))
+        for _, _, message, unpacked, aggregator in forwarded:
+            emissions = aggregator.process(message.offset(), message.key(), unpacked)
+            records.extend(aggregator.records(emissions, self._versions, now_ms))
+            aggregator.end_batch(message.offset())
+        touched_routers |= self._tick_idle(now_ms)
+        for task_key in touched_routers:
+            outputs.extend(self._routers[task_key].marks())
+        self._write(outputs, records)
+        self._commit(touched_routers, touched_aggregators)
+
+    def _tick_idle(self, now_ms: int) -> set[tuple[str, int]]:
+        if now_ms - self._last_idle_check_ms < self.config.idle_check_interval_ms:
+            return set()
+        self._last_idle_check_ms = now_ms
+        return {key for key, task in self._routers.items() if task.idle_tick(now_ms)}
+
+    def _write(self, outputs: list[Output], records: list[FeatureRecord]) -> None:
+        for output in outputs:
+            self._produce(output.topic, output.key, output.value, output.partition, output.headers)
+        self.stats.forwarded += len(outputs)
+        for record in records:
+            self._produce(
+                self.topology.feature_log,
+                log_key(record.view, record.entity, record.event_ts_ms),
+                encode_record(record),
+            )
+        self._producer.flush()
+        if self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise RuntimeError(f"Kafka rejected {len(errors)} messages; first: {errors[0]}")
+        if records:
+            self.stats.online_replaced += self.online.write(records)
+            self.stats.records += len(records)
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"on_delivery": self._on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._delivery_errors.append(f"{message.topic()}: {error}")
+
+    def _commit(self, routers: set[tuple[str, int]], aggregators: set[tuple[str, int]]) -> None:
+        offsets = []
+        for key in routers:
+            task = self._routers[key]
+            task.forget_expired_ids()
+            task.stage_state()
+            task.state.commit(task.last_offset)
+            for (view, reason), count in task.rejected.items():
+                self.stats.rejected[(view, reason)] += count
+            task.rejected.clear()
+            if task.last_offset is not None:
+                offsets.append(TopicPartition(key[0], key[1], task.last_offset + 1))
+        for key in aggregators:
+            aggregator = self._aggregators[key]
+            aggregator.stage_state()
+            aggregator.state.commit(aggregator.last_offset)
+            if aggregator.last_offset is not None:
+                offsets.append(TopicPartition(key[0], key[1], aggregator.last_offset + 1))
+        if offsets:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            state = PartitionState(self.config.state_dir / f"{tp.topic}-{tp.partition}")
+            tp.offset = OFFSET_BEGINNING if state.offset is None else state.offset + 1
+            self._open_task(tp, state)
+        consumer.assign(partitions)
+        logger.info(
+            "partitions_assigned count=%d partitions=%s",
+            len(partitions),
+            ",".join(f"{tp.topic}:{tp.partition}" for tp in partitions),
+        )
+
+    def _open_task(self, tp: TopicPartition, state: PartitionState) -> None:
+        key = (tp.topic, tp.partition)
+        route = self._routes.get(tp.topic)
+        if route is not None:
+            self._routers[key] = RouterTask(
+                route=route,
+                topology_name=self.topology.name,
+                dead_letter_topic=self.topology.dead_letters,
+                partition=tp.partition,
+                state=state,
+                partitions_out=route.source.partitions,
+            )
+            return
+        source, views = self._repartition[tp.topic]
+        self._aggregators[key] = AggregatorTask(
+            views=views, source_partitions=source.partitions, state=state
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            task = self._routers.pop(key, None) or self._aggregators.pop(key, None)
+            if task is not None:
+                task.state.close()
+        logger.info("partitions_revoked count=%d", len(partitions))
+
+    def _log_consume_error(self, message: Message) -> None:
+        error = message.error()
+        if error is not None and error.code() != KafkaError._PARTITION_EOF:
+            logger.warning("consume_error topic=%s error=%s", message.topic(), error)
+
+    def _close(self) -> None:
+        self._producer.flush()
+        self._consumer.close()
+        for task in [*self._routers.values(), *self._aggregators.values()]:
+            task.state.close()
+        self._routers.clear()
+        self._aggregators.clear()
+        logger.info(
+            "worker_stopped source_events=%d records=%d",
+            self.stats.source_events,
+            self.stats.records,
+        )
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """Stop the worker cleanly on SIGTERM and SIGINT."""
+
+    def handle(signum: int, frame: Any) -> None:
+        logger.info("worker_stopping signal=%d", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
