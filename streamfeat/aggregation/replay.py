@@ -7,6 +7,7 @@ unit tests use it; the worker runs the same engine with state in RocksDB.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from streamfeat.aggregation.clock import PartitionClock
 from streamfeat.aggregation.engine import Emission, EntityState, ViewEngine
 from streamfeat.definitions.models import FeatureView
 from streamfeat.featurelog.record import EntityKey
+
+StateKey = tuple[str, EntityKey]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +38,11 @@ class PartitionReplay:
     idle_timeout_ms: int = 30_000
     clock: PartitionClock = field(init=False)
     engines: dict[str, ViewEngine] = field(init=False)
-    states: dict[tuple[str, EntityKey], EntityState] = field(init=False, default_factory=dict)
+    states: dict[StateKey, EntityState] = field(init=False, default_factory=dict)
     sequence: int = field(init=False, default=0)
+    _pending: list[tuple[int, str, EntityKey]] = field(init=False, default_factory=list)
+    """Heap of (next slot boundary, view, entity); entries not in _scheduled are stale."""
+    _scheduled: dict[StateKey, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.clock = PartitionClock(self.allowed_lateness_ms, self.idle_timeout_ms)
@@ -56,31 +62,54 @@ class PartitionReplay:
         self.clock.accept(event_ms)
         self.sequence += 1
         emissions = []
+        clock_ms = self.clock.emission_ms
         for view_name, entity in keys.items():
             engine = self.engines[view_name]
             state = self.states.setdefault((view_name, entity), EntityState())
-            for emission in engine.apply_event(state, event_ms, self.sequence, event):
-                emissions.append(ViewEmission(view_name, entity, emission))
-        emissions.extend(self._advance())
+            found = engine.apply_event(state, event_ms, self.sequence, event)
+            if clock_ms is not None:
+                found += engine.advance(state, clock_ms)
+            emissions.extend(ViewEmission(view_name, entity, e) for e in found)
+            self._settle(view_name, entity, state)
+        emissions.extend(self._due())
         return emissions
 
     def idle(self, wall_ms: int) -> list[ViewEmission]:
-        """Let the wall clock reach ``wall_ms`` with no message; return the records that fall due."""
+        """Let the wall clock reach ``wall_ms`` with no message; return the records now due."""
         if not self.clock.advance_idle(wall_ms):
             return []
-        return self._advance()
+        return self._due()
 
-    def _advance(self) -> list[ViewEmission]:
+    def _due(self) -> list[ViewEmission]:
         clock_ms = self.clock.emission_ms
-        watermark_ms = self.clock.watermark_ms
-        if clock_ms is None or watermark_ms is None:
+        if clock_ms is None:
             return []
         emissions = []
-        for (view_name, entity), state in list(self.states.items()):
-            engine = self.engines[view_name]
-            for emission in engine.advance(state, clock_ms):
-                emissions.append(ViewEmission(view_name, entity, emission))
-            engine.compact(state, watermark_ms)
-            if state.is_empty:
-                del self.states[(view_name, entity)]
+        while self._pending and self._pending[0][0] <= clock_ms:
+            boundary, view_name, entity = heapq.heappop(self._pending)
+            if self._scheduled.get((view_name, entity)) != boundary:
+                continue
+            del self._scheduled[(view_name, entity)]
+            state = self.states[(view_name, entity)]
+            found = self.engines[view_name].advance(state, clock_ms)
+            emissions.extend(ViewEmission(view_name, entity, e) for e in found)
+            self._settle(view_name, entity, state)
         return emissions
+
+    def _settle(self, view_name: str, entity: EntityKey, state: EntityState) -> None:
+        """Compact an entity after a change, forget it when empty, schedule its next boundary."""
+        engine = self.engines[view_name]
+        watermark_ms = self.clock.watermark_ms
+        if watermark_ms is not None:
+            engine.compact(state, watermark_ms)
+        key = (view_name, entity)
+        if state.is_empty:
+            del self.states[key]
+            self._scheduled.pop(key, None)
+            return
+        boundary = engine.next_boundary_ms(state)
+        if boundary is None:
+            self._scheduled.pop(key, None)
+        elif self._scheduled.get(key) != boundary:
+            self._scheduled[key] = boundary
+            heapq.heappush(self._pending, (boundary, view_name, entity))

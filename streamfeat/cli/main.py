@@ -2,7 +2,7 @@
 
 import typer
 
-from streamfeat.cli import get, produce, sink, stack, worker
+from streamfeat.cli import demo, get, offline, produce, sink, stack, worker
 
 app = typer.Typer(
     help="streamfeat: streaming features from Kafka to Redis and a Parquet archive.",
@@ -14,3 +14,6 @@ app.command("produce")(produce.produce)
 app.command("worker")(worker.worker)
 app.command("sink")(sink.sink)
 app.command("get")(get.get)
+app.command("demo", help=demo.HELP)(demo.demo)
+app.command("backfill")(offline.backfill)
+app.command("training-set")(offline.training_set)

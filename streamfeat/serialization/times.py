@@ -7,6 +7,8 @@ its first occurrence. Finer than a millisecond is floored.
 
 from __future__ import annotations
 
+import time
+
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -96,3 +98,8 @@ def parse_iso_ms(text: str, zone: str | ZoneInfo | None = None) -> int:
             "'Z' or declare the zone of its wall clock"
         )
     return local_ms_to_utc_ms(wall_ms(moment), zone)
+
+
+def wall_clock_ms() -> int:
+    """The processing clock: the current UTC time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000

@@ -44,10 +44,13 @@ class ArchiveWriter:
 
         Every view in ``records`` must be defined in the topology.
         """
+        return self.write_named(file_name(partition, first_offset, last_offset), records)
+
+    def write_named(self, name: str, records: Sequence[FeatureRecord]) -> list[Path]:
+        """Write ``records`` as files called ``name``, one per (view, event date)."""
         groups: dict[tuple[str, str], list[FeatureRecord]] = defaultdict(list)
         for record in records:
             groups[(record.view, event_date(record.event_ts_ms))].append(record)
-        name = file_name(partition, first_offset, last_offset)
         paths = []
         for (view_name, date), group in sorted(groups.items()):
             view = self._topology.view(view_name)

@@ -34,6 +34,7 @@ from streamfeat.featurelog.codec import encode_record
 from streamfeat.featurelog.record import FeatureRecord, log_key
 from streamfeat.online.store import OnlineStore
 from streamfeat.serialization import SchemaStore
+from streamfeat.serialization.times import wall_clock_ms
 from streamfeat.stream import messages
 from streamfeat.stream.aggregator import AggregatorTask
 from streamfeat.stream.router import Output, RouterTask, SourceRoute
@@ -47,10 +48,6 @@ _AFTER_EVENTS = 2**63
 
 Clock = Callable[[], int]
 """Returns the processing time in epoch milliseconds (R14: tests may pass their own)."""
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
@@ -132,6 +129,7 @@ class Worker:
         )
         self._delivery_errors: list[str] = []
         self._last_idle_check_ms = 0
+        self._last_available_ms = 0
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and return."""
@@ -154,7 +152,9 @@ class Worker:
     def run_batch(self) -> None:
         """Consume one batch and carry it through to committed state and offsets."""
         batch = self._consumer.consume(self.config.batch_size, self.config.poll_timeout_s)
-        now_ms = self.clock()
+        # available_at rises with every batch, so versions of a record never tie (R4).
+        now_ms = max(self.clock(), self._last_available_ms + 1)
+        self._last_available_ms = now_ms
         outputs: list[Output] = []
         records: list[FeatureRecord] = []
         touched_routers: set[tuple[str, int]] = set()
@@ -186,6 +186,7 @@ class Worker:
             emissions = aggregator.process(message.offset(), message.key(), unpacked)
             records.extend(aggregator.records(emissions, self._versions, now_ms))
             aggregator.end_batch(message.offset())
+        records = _final_versions(records)
         touched_routers |= self._tick_idle(now_ms)
         for task_key in touched_routers:
             outputs.extend(self._routers[task_key].marks())
@@ -316,6 +317,12 @@ class Worker:
             self.stats.source_events,
             self.stats.records,
         )
+
+
+def _final_versions(records: list[FeatureRecord]) -> list[FeatureRecord]:
+    """Keep the last version of each (view, entity, event_ts) written in one batch."""
+    last = {(r.view, r.entity, r.event_ts_ms): r for r in records}
+    return list(last.values()) if len(last) < len(records) else records
 
 
 def install_signal_handlers(worker: Worker) -> None:

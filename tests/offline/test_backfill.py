@@ -1,0 +1,204 @@
+"""Backfill: records from historical events, with local times read in the declared zone."""
+
+import json
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from streamfeat.definitions.models import Topology
+from streamfeat.offline.archive import read_archive
+from streamfeat.offline.backfill import backfill
+from streamfeat.offline.training_set import training_set
+from tests.aggregation.harness import ms
+
+NOW = lambda: ms("2027-01-01T00:00:00.000Z")  # noqa: E731  a processing clock after every event here
+
+SCHEMA = {
+    "type": "record",
+    "name": "Trip",
+    "namespace": "test",
+    "fields": [
+        {"name": "route", "type": ["null", "string"], "default": None},
+        {"name": "local_time", "type": {"type": "long", "logicalType": "local-timestamp-millis"}},
+    ],
+}
+
+
+def wall_ms(text):
+    moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def setup(tmp_path, zone, views):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "trip.avsc").write_text(json.dumps(SCHEMA))
+    topology = Topology.model_validate(
+        {
+            "name": "bf",
+            "entities": [{"name": "route", "join_keys": ["route"]}],
+            "sources": [
+                {
+                    "name": "trips",
+                    "topic": "trips",
+                    "schema": "trip.avsc",
+                    "event_time": {"field": "local_time", "zone": zone},
+                }
+            ],
+            "feature_views": [
+                {
+                    "name": name,
+                    "entity": "route",
+                    "source": "trips",
+                    "window": window,
+                    "features": [{"name": "n", "function": "count"}],
+                }
+                for name, window in views.items()
+            ],
+        }
+    )
+    return topology, schemas
+
+
+def write_events(path, rows):
+    pq.write_table(
+        pa.Table.from_pylist(
+            [{"route": route, "local_time": wall_ms(local)} for route, local in rows]
+        ),
+        path,
+    )
+
+
+def counts(topology, archive, view, entity, times):
+    import pandas as pd
+
+    labels = pd.DataFrame(
+        {
+            "route": [entity] * len(times),
+            "event_timestamp": pd.to_datetime(times, utc=True, format="ISO8601"),
+        }
+    )
+    result = training_set(labels, topology, archive, features=[view])
+    return [None if pd.isna(v) else int(v) for v in result[f"{view}__n"]]
+
+
+def test_spring_gap_and_autumn_overlap_follow_fold_zero(tmp_path):
+    topology, schemas = setup(
+        tmp_path,
+        "America/New_York",
+        {"daily_local": {"length": "1d"}, "hourly_local": {"length": "1h"}},
+    )
+    events = tmp_path / "events.parquet"
+    write_events(
+        events,
+        [
+            ("k", "2026-03-07T23:30:00"),
+            ("k", "2026-03-08T02:30:00"),
+            ("k", "2026-03-08T03:30:00"),
+            ("k", "2026-11-01T01:30:00"),
+            ("k", "2026-11-01T01:30:00"),
+            ("zz-0", "2026-11-02T00:00:00"),
+        ],
+    )
+    stats = backfill(topology, "trips", events, tmp_path / "archive", schemas, clock=NOW)
+    assert stats.accepted == 6
+    times = [
+        "2026-03-08T04:30:00Z",
+        "2026-03-08T07:29:59.999Z",
+        "2026-03-08T07:30:00Z",
+        "2026-03-08T08:00:00Z",
+        "2026-11-01T05:30:00Z",
+        "2026-11-01T06:00:00Z",
+        "2026-11-01T06:30:00Z",
+    ]
+    archive = tmp_path / "archive"
+    assert counts(topology, archive, "daily_local", "k", times) == [1, 1, 3, 3, 2, 2, 2]
+    assert counts(topology, archive, "hourly_local", "k", times) == [1, None, 2, 0, 2, 0, 0]
+
+
+def test_local_midnight_keeps_the_instant_and_utc_days(tmp_path):
+    topology, schemas = setup(tmp_path, "Europe/Budapest", {"signed_1d": {"length": "1d"}})
+    events = tmp_path / "events.parquet"
+    write_events(
+        events,
+        [
+            ("e3", "1977-09-05T00:00:00"),
+            ("e1", "1999-11-20T00:00:00"),
+            ("e4", "2001-01-01T00:00:00"),
+            ("e2", "2003-02-10T00:00:00"),
+            ("e5", "2006-07-15T00:00:00"),
+            ("zz-0", "2006-07-16T12:00:00"),
+        ],
+    )
+    backfill(topology, "trips", events, tmp_path / "archive", schemas, clock=NOW)
+    archive = tmp_path / "archive"
+    assert counts(
+        topology,
+        archive,
+        "signed_1d",
+        "e1",
+        [
+            "1999-11-19T22:59:59.999Z",
+            "1999-11-19T23:00:00Z",
+            "1999-11-19T23:59:59.999Z",
+            "1999-11-20T00:00:00Z",
+        ],
+    ) == [None, 1, 1, 0]
+    assert counts(
+        topology,
+        archive,
+        "signed_1d",
+        "e5",
+        [
+            "2006-07-14T22:00:00Z",
+            "2006-07-14T23:59:59.999Z",
+            "2006-07-15T00:00:00Z",
+        ],
+    ) == [1, 1, 0]
+    records = read_archive(archive, "signed_1d")
+    first_e1 = records[records["route"] == "e1"].iloc[0]
+    assert first_e1["event_ts"] == datetime(1999, 11, 19, 23, tzinfo=UTC)
+    assert (archive / "signed_1d" / "event_date=1999-11-19").is_dir()
+
+
+def test_backfill_rejects_missing_keys_and_reruns_write_the_same_files(tmp_path):
+    topology, schemas = setup(tmp_path, "UTC", {"hourly": {"length": "1h"}})
+    events = tmp_path / "events.parquet"
+    write_events(
+        events,
+        [
+            ("a", "2025-02-03T10:00:00"),
+            (None, "2025-02-03T10:01:00"),
+            ("", "2025-02-03T10:02:00"),
+            ("0", "2025-02-03T10:03:00"),
+        ],
+    )
+    first = backfill(topology, "trips", events, tmp_path / "archive", schemas, clock=NOW)
+    files = sorted(p.name for p in (tmp_path / "archive").rglob("*.parquet"))
+    second = backfill(topology, "trips", events, tmp_path / "archive", schemas, clock=NOW)
+    assert first.rejected == {("hourly", "missing_key"): 2}
+    assert sorted(p.name for p in (tmp_path / "archive").rglob("*.parquet")) == files
+    assert second.records == first.records
+    assert len(read_archive(tmp_path / "archive", "hourly")) == first.records
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_backfill_reads_csv_and_parquet(tmp_path, suffix):
+    topology, schemas = setup(tmp_path, "UTC", {"hourly": {"length": "1h"}})
+    events = tmp_path / f"events{suffix}"
+    rows = [
+        {"route": "a", "local_time": wall_ms("2025-02-03T10:00:00")},
+        {"route": "a", "local_time": wall_ms("2025-02-03T10:30:00")},
+    ]
+    if suffix == ".csv":
+        events.write_text(
+            "route,local_time\n" + "".join(f"{r['route']},{r['local_time']}\n" for r in rows)
+        )
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), events)
+    stats = backfill(topology, "trips", events, tmp_path / "archive", schemas, clock=NOW)
+    assert stats.accepted == 2
+    assert counts(topology, tmp_path / "archive", "hourly", "a", ["2025-02-03T10:30:00Z"]) == [2]
+    assert ms("2025-02-03T10:30:00.000Z") > 0
