@@ -61,7 +61,7 @@ class PartitionReplay:
             return None
         self.clock.accept(event_ms)
         self.sequence += 1
-        emissions = []
+        emissions: list[ViewEmission] = []
         clock_ms = self.clock.emission_ms
         for view_name, entity in keys.items():
             engine = self.engines[view_name]
@@ -84,7 +84,7 @@ class PartitionReplay:
         clock_ms = self.clock.emission_ms
         if clock_ms is None:
             return []
-        emissions = []
+        emissions: list[ViewEmission] = []
         while self._pending and self._pending[0][0] <= clock_ms:
             boundary, view_name, entity = heapq.heappop(self._pending)
             if self._scheduled.get((view_name, entity)) != boundary:

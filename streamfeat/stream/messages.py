@@ -37,11 +37,15 @@ def pack_event(
     event_ms: int,
     columns: dict[str, Any],
 ) -> bytes:
-    return msgpack.packb([EVENT, partition, offset, watermark_ms, clock_ms, event_ms, columns])
+    packed: bytes = msgpack.packb(
+        [EVENT, partition, offset, watermark_ms, clock_ms, event_ms, columns]
+    )
+    return packed
 
 
 def pack_mark(partition: int, offset: int, watermark_ms: int | None, clock_ms: int | None) -> bytes:
-    return msgpack.packb([MARK, partition, offset, watermark_ms, clock_ms])
+    packed: bytes = msgpack.packb([MARK, partition, offset, watermark_ms, clock_ms])
+    return packed
 
 
 def unpack(data: bytes) -> Forwarded:

@@ -34,6 +34,14 @@ EXPIRY_PREFIX = b"x:"
 _SIGN = 1 << 63
 
 
+def message_offset(message: Message) -> int:
+    """Offset of a consumed message (always set for messages without an error)."""
+    offset = message.offset()
+    if offset is None:
+        raise ValueError(f"message from {message.topic()} has no offset")
+    return offset
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
     """A message to produce: topic, partition (None lets the key decide), key, value, headers."""
@@ -107,43 +115,33 @@ class RouterTask:
 
     def process(self, message: Message, wall_ms: int, out: Callable[[Output], None]) -> None:
         """Check one source message and emit its forwards or its dead letter."""
-        offset = message.offset()
+        offset = message_offset(message)
         if self.last_offset is not None and offset <= self.last_offset:
             return
         self.last_offset = offset
         self.clock.note_message(wall_ms)
-        value = message.value()
         try:
-            event = self.route.decoder.decode(value)
+            event = self.route.decoder.decode(message.value())
         except DecodeError as error:
             self._dead_letter(message, Reason(error.reason), error.detail, self.route.views, out)
             return
         event_ms = self.route.time_reader.read_ms(event)
         verdict = self.route.checker.check(event, event_ms, wall_ms)
-        if verdict.reason is not None:
-            views = (
-                self.route.views
-                if verdict.reason is not Reason.MISSING_KEY
-                else verdict.missing_key_views
-            )
-            self._dead_letter(message, verdict.reason, verdict.detail, views, out)
+        if verdict.reason is not None or event_ms is None:
+            reason = verdict.reason or Reason.OUT_OF_RANGE
+            views = verdict.missing_key_views if reason is Reason.MISSING_KEY else self.route.views
+            self._dead_letter(message, reason, verdict.detail, views, out)
             return
-        assert_event_ms = event_ms if event_ms is not None else 0
-        rejection = self._duplicate_or_late(event, assert_event_ms)
+        rejection = self._duplicate_or_late(event, event_ms)
         if rejection is not None:
             self._dead_letter(message, rejection[0], rejection[1], self.route.views, out)
             return
         if verdict.missing_key_views:
-            self._dead_letter(
-                message,
-                Reason.MISSING_KEY,
-                "the event has no key for these views",
-                verdict.missing_key_views,
-                out,
-            )
-        self.clock.accept(assert_event_ms)
+            detail = "the event has no entity key for these views"
+            self._dead_letter(message, Reason.MISSING_KEY, detail, verdict.missing_key_views, out)
+        self.clock.accept(event_ms)
         self.accepted += 1
-        self._forward(event, assert_event_ms, offset, verdict.keys, out)
+        self._forward(event, event_ms, offset, verdict.keys, out)
 
     def idle_tick(self, wall_ms: int) -> bool:
         """Advance the emission clock while idle (R8); True when it moved."""
@@ -199,14 +197,10 @@ class RouterTask:
                     return Reason.DUPLICATE, f"event id {event_id!r} was already accepted"
                 if not self.clock.is_late(event_ms):
                     self._remember_id(key, event_ms)
-        if self.clock.is_late(event_ms):
-            watermark = self.clock.watermark_ms
-            return (
-                Reason.LATE,
-                f"event time {event_ms} ms is {watermark - event_ms} ms below the watermark {watermark} ms"
-                if watermark is not None
-                else "late",
-            )
+        watermark = self.clock.watermark_ms
+        if watermark is not None and event_ms < watermark:
+            late_by_ms = watermark - event_ms
+            return Reason.LATE, f"event time {event_ms} ms is {late_by_ms} ms below the watermark"
         return None
 
     def _remember_id(self, key: bytes, event_ms: int) -> None:
@@ -237,9 +231,9 @@ class RouterTask:
         headers = messages.dead_letter_headers(
             reason.value,
             self.route.source.name,
-            message.topic(),
+            self.route.source.topic,
             self.partition,
-            message.offset(),
+            message_offset(message),
             detail,
             views,
         )
@@ -249,5 +243,5 @@ class RouterTask:
             reason.value,
             self.route.source.name,
             self.partition,
-            message.offset(),
+            message_offset(message),
         )

@@ -16,7 +16,8 @@ SCANNED_PREFIXES = frozenset({b"i:", b"x:"})
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 def unpack(data: bytes) -> Any:
@@ -40,10 +41,7 @@ class PartitionState:
         self.offset: int | None = None if stored is None else unpack(stored)
 
     def get(self, key: bytes) -> Any:
-        if key in self._staged:
-            data = self._staged[key]
-        else:
-            data = self._db.get(key)
+        data = self._staged[key] if key in self._staged else self._db.get(key)
         return None if data is None else unpack(data)
 
     def put(self, key: bytes, value: Any) -> None:

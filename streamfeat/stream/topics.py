@@ -6,7 +6,7 @@ from streamfeat.admin.topics import SOURCE_TOPIC_CONFIG, TopicSpec, source_topic
 from streamfeat.definitions.models import Source, Topology
 
 COMPACTED_CONFIG = {**SOURCE_TOPIC_CONFIG, "cleanup.policy": "compact"}
-"""Feature log: compaction keeps the newest record per (view, entity, event_ts); no time retention."""
+"""Feature log: compaction keeps the newest record per (view, entity, event_ts), no time limit."""
 
 
 def repartition_topic(topology: Topology, source: Source, entity: str) -> str:

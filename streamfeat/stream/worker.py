@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from streamfeat.serialization import SchemaStore
 from streamfeat.serialization.times import wall_clock_ms
 from streamfeat.stream import messages
 from streamfeat.stream.aggregator import AggregatorTask
-from streamfeat.stream.router import Output, RouterTask, SourceRoute
+from streamfeat.stream.router import Output, RouterTask, SourceRoute, message_offset
 from streamfeat.stream.state import PartitionState
 from streamfeat.stream.topics import entities_of, repartition_topic
 
@@ -61,6 +60,20 @@ class WorkerConfig:
     idle_check_interval_ms: int = 1_000
     group_id: str | None = None
     partition_fetch_bytes: int = 16_384
+
+
+_Forward = tuple[int, int, Message, messages.Forwarded, AggregatorTask]
+"""A queued repartition message: sort key, arrival index, message, content, task."""
+
+
+@dataclass
+class _Batch:
+    """What one batch produced so far and which tasks it touched."""
+
+    outputs: list[Output] = field(default_factory=list)
+    forwarded: list[_Forward] = field(default_factory=list)
+    routers: set[tuple[str, int]] = field(default_factory=set)
+    aggregators: set[tuple[str, int]] = field(default_factory=set)
 
 
 @dataclass
@@ -151,47 +164,56 @@ class Worker:
 
     def run_batch(self) -> None:
         """Consume one batch and carry it through to committed state and offsets."""
-        batch = self._consumer.consume(self.config.batch_size, self.config.poll_timeout_s)
+        messages_in = self._consumer.consume(self.config.batch_size, self.config.poll_timeout_s)
         # available_at rises with every batch, so versions of a record never tie (R4).
         now_ms = max(self.clock(), self._last_available_ms + 1)
         self._last_available_ms = now_ms
-        outputs: list[Output] = []
-        records: list[FeatureRecord] = []
-        touched_routers: set[tuple[str, int]] = set()
-        touched_aggregators: set[tuple[str, int]] = set()
-        forwarded: list[tuple[int, int, Message, messages.Forwarded, AggregatorTask]] = []
-        for message in batch:
-            if message.error() is not None:
-                self._log_consume_error(message)
-                continue
-            task_key = (message.topic(), message.partition())
-            router = self._routers.get(task_key)
-            if router is not None:
-                router.process(message, now_ms, outputs.append)
-                self.stats.source_events += 1
-                touched_routers.add(task_key)
-                continue
-            aggregator = self._aggregators.get(task_key)
-            if aggregator is not None and not aggregator.is_applied(message.offset()):
-                unpacked = messages.unpack(message.value())
-                order = unpacked.event_ms if unpacked.kind == messages.EVENT else _AFTER_EVENTS
-                forwarded.append((order, len(forwarded), message, unpacked, aggregator))
-                if task_key not in touched_aggregators:
-                    touched_aggregators.add(task_key)
-                    aggregator.begin_batch()
-        # Applying a batch in event-time order, and clock marks after its events, spares most of
-        # the corrections (R4) that the interleaving of several source partitions would cause.
+        batch = _Batch()
+        for message in messages_in:
+            self._dispatch(message, now_ms, batch)
+        records = self._aggregate(batch.forwarded, now_ms)
+        batch.routers |= self._tick_idle(now_ms)
+        for task_key in batch.routers:
+            batch.outputs.extend(self._routers[task_key].marks())
+        self._write(batch.outputs, records)
+        self._commit(batch.routers, batch.aggregators)
+
+    def _dispatch(self, message: Message, now_ms: int, batch: _Batch) -> None:
+        """Route a source message now; queue a repartition message for the aggregator."""
+        if message.error() is not None:
+            self._log_consume_error(message)
+            return
+        task_key = (message.topic() or "", message.partition() or 0)
+        router = self._routers.get(task_key)
+        if router is not None:
+            router.process(message, now_ms, batch.outputs.append)
+            self.stats.source_events += 1
+            batch.routers.add(task_key)
+            return
+        aggregator = self._aggregators.get(task_key)
+        if aggregator is None or aggregator.is_applied(message_offset(message)):
+            return
+        unpacked = messages.unpack(message.value() or b"")
+        order = unpacked.event_ms if unpacked.kind == messages.EVENT else _AFTER_EVENTS
+        batch.forwarded.append((order, len(batch.forwarded), message, unpacked, aggregator))
+        if task_key not in batch.aggregators:
+            batch.aggregators.add(task_key)
+            aggregator.begin_batch()
+
+    def _aggregate(self, forwarded: list[_Forward], now_ms: int) -> list[FeatureRecord]:
+        """Apply queued repartition messages in event-time order; return the batch's records.
+
+        Event-time order, with clock marks after the events, spares most of the corrections
+        (R4) that the interleaving of several source partitions would cause.
+        """
         forwarded.sort(key=lambda item: (item[0], item[1]))
+        records: list[FeatureRecord] = []
         for _, _, message, unpacked, aggregator in forwarded:
-            emissions = aggregator.process(message.offset(), message.key(), unpacked)
+            offset = message_offset(message)
+            emissions = aggregator.process(offset, message.key(), unpacked)
             records.extend(aggregator.records(emissions, self._versions, now_ms))
-            aggregator.end_batch(message.offset())
-        records = _final_versions(records)
-        touched_routers |= self._tick_idle(now_ms)
-        for task_key in touched_routers:
-            outputs.extend(self._routers[task_key].marks())
-        self._write(outputs, records)
-        self._commit(touched_routers, touched_aggregators)
+            aggregator.end_batch(offset)
+        return _final_versions(records)
 
     def _tick_idle(self, now_ms: int) -> set[tuple[str, int]]:
         if now_ms - self._last_idle_check_ms < self.config.idle_check_interval_ms:
@@ -295,9 +317,12 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             key = (tp.topic, tp.partition)
-            task = self._routers.pop(key, None) or self._aggregators.pop(key, None)
-            if task is not None:
-                task.state.close()
+            router = self._routers.pop(key, None)
+            if router is not None:
+                router.state.close()
+            aggregator = self._aggregators.pop(key, None)
+            if aggregator is not None:
+                aggregator.state.close()
         logger.info("partitions_revoked count=%d", len(partitions))
 
     def _log_consume_error(self, message: Message) -> None:
@@ -308,8 +333,10 @@ class Worker:
     def _close(self) -> None:
         self._producer.flush()
         self._consumer.close()
-        for task in [*self._routers.values(), *self._aggregators.values()]:
-            task.state.close()
+        for router in self._routers.values():
+            router.state.close()
+        for aggregator in self._aggregators.values():
+            aggregator.state.close()
         self._routers.clear()
         self._aggregators.clear()
         logger.info(
