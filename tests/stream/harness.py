@@ -14,16 +14,13 @@ import contextlib
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import redis
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -38,13 +35,34 @@ from streamfeat.definitions.durations import to_ms
 from streamfeat.definitions.loader import check_schemas
 from streamfeat.definitions.models import Topology
 from streamfeat.featurelog.codec import decode_record
-from streamfeat.featurelog.record import FeatureRecord, FeatureValue
 from streamfeat.online import RedisOnlineStore
 from streamfeat.online.store import OnlineValue
 from streamfeat.serialization import SchemaStore, StoredSchema
 from streamfeat.stream.topics import entities_of, repartition_topic, worker_topics
 from streamfeat.stream.worker import Worker, WorkerConfig
 from tests.aggregation.harness import ms
+from tests.stream.outputs import (
+    KAFKA_TIMEOUT_S,
+    DeadLetter,
+    FeatureLog,
+    Values,
+    Version,
+    dead_letter_from,
+    message_position,
+    read_topic,
+)
+
+__all__ = [
+    "DeadLetter",
+    "FeatureLog",
+    "ManualClock",
+    "OnlineRow",
+    "StreamCase",
+    "Values",
+    "Version",
+    "build_topology",
+    "writer_store",
+]
 
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
 EVENT_SCHEMA_FILE = "event.avsc"
@@ -56,14 +74,6 @@ START_CLOCK = "2026-01-01T00:00:00.000Z"
 POLL_INTERVAL_S = 0.25
 APPLY_TIMEOUT_S = 30.0
 IDLE_CHECK_INTERVAL_MS = 10
-KAFKA_TIMEOUT_S = 10.0
-
-Values = list[FeatureValue]
-"""Feature values in the order the view lists its features."""
-
-Version = tuple[int, int, Values]
-"""One record version: event_ts, the entity's latest event time, values (epoch ms)."""
-
 OnlineRow = tuple[str, int | None, int | None, Values | None]
 """One online read: status, stored as-of time, latest event time, values."""
 
@@ -82,21 +92,6 @@ class ManualClock:
 
     def advance(self, duration: timedelta) -> None:
         self._now_ms += to_ms(duration)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message of the dead-letter topic, with the label of the event it carries."""
-
-    label: str
-    reason: str
-    source: str
-    topic: str
-    partition: int
-    offset: int
-    views: tuple[str, ...]
-    detail: str
-    value: bytes | None
 
 
 def build_topology(
@@ -144,63 +139,6 @@ def writer_store(file_name: str) -> SchemaStore:
     """
     path = SCHEMAS_DIR / "previous" / file_name
     return SchemaStore([StoredSchema.from_json(json.loads(path.read_text()), str(path))])
-
-
-@dataclass(frozen=True)
-class FeatureLog:
-    """Record versions read from the feature-log topic, in offset order within each partition."""
-
-    topology: Topology
-    records: list[FeatureRecord]
-
-    def of(self, view: str, entity: str) -> list[FeatureRecord]:
-        return [r for r in self.records if r.view == view and r.entity == (entity,)]
-
-    def versions(self, view: str, entity: str) -> list[Version]:
-        """Every version for (view, entity), in write order."""
-        return [self._version(r) for r in self.of(view, entity)]
-
-    def final_records(
-        self, view: str, entity: str, *, known_at_iso: str | None = None
-    ) -> list[Version]:
-        """The newest version per event_ts (latest available_at), sorted by event_ts.
-
-        Without ``known_at_iso`` this is what compaction keeps; with it, only versions
-        available by then count ("as known then").
-        """
-        known_at = None if known_at_iso is None else ms(known_at_iso)
-        newest: dict[int, FeatureRecord] = {}
-        for record in self.of(view, entity):
-            if known_at is not None and record.available_at_ms > known_at:
-                continue
-            current = newest.get(record.event_ts_ms)
-            if current is None or record.available_at_ms >= current.available_at_ms:
-                newest[record.event_ts_ms] = record
-        return [self._version(newest[ts]) for ts in sorted(newest)]
-
-    def value_as_of(
-        self, view: str, entity: str, iso: str, *, known_at_iso: str | None = None
-    ) -> Values | None:
-        """Values as of ``iso`` the way the point-in-time join reads the log.
-
-        It takes the last record with event_ts at or before ``iso``. The value is null when there
-        is none, or when the record's latest event time is older than the view's TTL at ``iso``
-        (the bound itself is still served).
-        """
-        t = ms(iso)
-        final = self.final_records(view, entity, known_at_iso=known_at_iso)
-        candidates = [r for r in final if r[0] <= t]
-        if not candidates:
-            return None
-        _, latest, values = candidates[-1]
-        ttl_ms = self.topology.view(view).ttl_ms
-        if ttl_ms is not None and latest < t - ttl_ms:
-            return None
-        return values
-
-    def _version(self, record: FeatureRecord) -> Version:
-        names = [feature.name for feature in self.topology.view(record.view).features]
-        return (record.event_ts_ms, record.latest_event_ts_ms, [record.values[n] for n in names])
 
 
 class WorkerThread:
@@ -291,7 +229,7 @@ class StreamCase:
         )
         if self._producer.flush(KAFKA_TIMEOUT_S) != 0 or not self._delivered:
             raise AssertionError(f"event {label} was not delivered to {self.source.topic}")
-        self._labels[_position(self._delivered.pop())] = label
+        self._labels[message_position(self._delivered.pop())] = label
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
@@ -393,33 +331,14 @@ class StreamCase:
 
     def feature_log(self) -> FeatureLog:
         """Every record version of the feature-log topic, read now."""
-        records = [decode_record(m.value()) for m in self._read_topic(self.topology.feature_log)]
+        messages = read_topic(self.bootstrap, self.topology.feature_log)
+        records = [decode_record(message.value()) for message in messages]
         return FeatureLog(self.topology, records)
 
     def dead_letters(self) -> list[DeadLetter]:
         """Every message of the dead-letter topic, labelled by its source partition and offset."""
-        letters = []
-        for message in self._read_topic(self.topology.dead_letters):
-            # The worker sets headers as a list of (str, bytes) pairs.
-            pairs = cast(list[tuple[str, bytes]], message.headers() or [])
-            headers = {key: value.decode() for key, value in pairs}
-            partition = int(headers["streamfeat.partition"])
-            offset = int(headers["streamfeat.offset"])
-            views = headers["streamfeat.views"]
-            letters.append(
-                DeadLetter(
-                    label=self._labels.get((partition, offset), f"unknown@{partition}:{offset}"),
-                    reason=headers["streamfeat.reason"],
-                    source=headers["streamfeat.source"],
-                    topic=headers["streamfeat.topic"],
-                    partition=partition,
-                    offset=offset,
-                    views=tuple(views.split(",")) if views else (),
-                    detail=headers["streamfeat.detail"],
-                    value=message.value(),
-                )
-            )
-        return letters
+        messages = read_topic(self.bootstrap, self.topology.dead_letters)
+        return [dead_letter_from(message, self._labels) for message in messages]
 
     def online(self, view: str, entities: Sequence[str], as_of_iso: str) -> list[OnlineValue]:
         """Read single-key entities from the online store as of ``as_of_iso``."""
@@ -441,19 +360,6 @@ class StreamCase:
 
     def feature_names(self, view: str) -> list[str]:
         return [feature.name for feature in self.topology.view(view).features]
-
-    def _read_topic(self, topic: str) -> list[Message]:
-        reader = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"sftest-reader-{uuid.uuid4().hex[:12]}",
-                "enable.auto.commit": False,
-            }
-        )
-        try:
-            return _read_to_end(reader, topic)
-        finally:
-            reader.close()
 
     # Cleanup
 
@@ -477,41 +383,3 @@ class StreamCase:
                 # A group that never committed does not exist, and deleting it fails.
                 with contextlib.suppress(KafkaException):
                     future.result(timeout=30)
-
-
-def _read_to_end(reader: Consumer, topic: str) -> list[Message]:
-    """Read every partition of ``topic`` from its start to its current end offset."""
-    metadata = reader.list_topics(topic, timeout=KAFKA_TIMEOUT_S)
-    ends: dict[int, int] = {}
-    assignment = []
-    for partition in sorted(metadata.topics[topic].partitions):
-        tp = TopicPartition(topic, partition)
-        low, high = reader.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)
-        if high > low:
-            ends[partition] = high
-            assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
-    if not assignment:
-        return []
-    reader.assign(assignment)
-    found: dict[int, list[Message]] = {p: [] for p in ends}
-    next_offsets = dict.fromkeys(ends, 0)
-    deadline = time.monotonic() + APPLY_TIMEOUT_S
-    while any(next_offsets[p] < ends[p] for p in ends):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out reading {topic} to its end offsets {ends}")
-        for message in reader.consume(500, 0.5):
-            if message.error() is not None:
-                continue
-            partition, offset = _position(message)
-            if offset < ends[partition]:
-                found[partition].append(message)
-            next_offsets[partition] = offset + 1
-    return [message for p in sorted(found) for message in found[p]]
-
-
-def _position(message: Message) -> tuple[int, int]:
-    """(partition, offset) of a consumed or delivered message."""
-    partition, offset = message.partition(), message.offset()
-    if partition is None or offset is None:
-        raise AssertionError(f"a message of {message.topic()} has no partition or offset")
-    return partition, offset
