@@ -36,6 +36,7 @@ from streamfeat.serialization import SchemaStore
 from streamfeat.serialization.times import wall_clock_ms
 from streamfeat.stream import messages
 from streamfeat.stream.aggregator import AggregatorTask
+from streamfeat.stream.dead_letters import dead_lettered_offsets
 from streamfeat.stream.router import Output, RouterTask, SourceRoute, message_offset
 from streamfeat.stream.state import PartitionState
 from streamfeat.stream.topics import entities_of, repartition_topic
@@ -165,13 +166,14 @@ class Worker:
     def run_batch(self) -> None:
         """Consume one batch and carry it through to committed state and offsets."""
         messages_in = self._consumer.consume(self.config.batch_size, self.config.poll_timeout_s)
-        # available_at rises with every batch, so versions of a record never tie (R4).
+        # available_at rises with every batch that writes records, so versions never tie (R4).
         now_ms = max(self.clock(), self._last_available_ms + 1)
-        self._last_available_ms = now_ms
         batch = _Batch()
         for message in messages_in:
             self._dispatch(message, now_ms, batch)
         records = self._aggregate(batch.forwarded, now_ms)
+        if records:
+            self._last_available_ms = now_ms
         batch.routers |= self._tick_idle(now_ms)
         for task_key in batch.routers:
             batch.outputs.extend(self._routers[task_key].marks())
@@ -219,7 +221,20 @@ class Worker:
         if now_ms - self._last_idle_check_ms < self.config.idle_check_interval_ms:
             return set()
         self._last_idle_check_ms = now_ms
-        return {key for key, task in self._routers.items() if task.idle_tick(now_ms)}
+        return {
+            key
+            for key, task in self._routers.items()
+            if self._caught_up(key, task) and task.idle_tick(now_ms)
+        }
+
+    def _caught_up(self, key: tuple[str, int], task: RouterTask) -> bool:
+        """True when every message of the partition has been read (idleness needs it, R8)."""
+        partition = TopicPartition(key[0], key[1])
+        _, high = self._consumer.get_watermark_offsets(partition, cached=True)
+        if high < 0:
+            _, high = self._consumer.get_watermark_offsets(partition, timeout=1.0)
+        next_offset = 0 if task.last_offset is None else task.last_offset + 1
+        return bool(next_offset >= high)
 
     def _write(self, outputs: list[Output], records: list[FeatureRecord]) -> None:
         for output in outputs:
@@ -285,10 +300,18 @@ class Worker:
             self._consumer.commit(offsets=offsets, asynchronous=True)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        dead_lettered: dict[tuple[str, int], int] | None = None
         for tp in partitions:
             state = PartitionState(self.config.state_dir / f"{tp.topic}-{tp.partition}")
             tp.offset = OFFSET_BEGINNING if state.offset is None else state.offset + 1
             self._open_task(tp, state)
+            router = self._routers.get((tp.topic, tp.partition))
+            if router is not None and state.offset is None:
+                if dead_lettered is None:
+                    dead_lettered = dead_lettered_offsets(
+                        self.config.bootstrap_servers, self.topology.dead_letters
+                    )
+                router.dead_lettered_through = dead_lettered.get((tp.topic, tp.partition))
         consumer.assign(partitions)
         logger.info(
             "partitions_assigned count=%d partitions=%s",

@@ -66,14 +66,6 @@ def test_restarted_worker_writes_nothing_again(stream_case: CaseFactory, new_gro
     assert case.workers[1].stats.source_events == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "PartitionClock.last_message_wall_ms is not stored with the state (to_wire keeps only "
-        "max_event_ms and emission_ms), so after a restart advance_idle returns False until a "
-        "new message arrives: an idle partition never decays"
-    ),
-)
 def test_restarted_worker_decays_idle_partition(stream_case: CaseFactory) -> None:
     p1m = {
         "name": "p1m",
@@ -106,14 +98,6 @@ def test_restarted_worker_decays_idle_partition(stream_case: CaseFactory) -> Non
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a partition with no local state is read again from the start of the source topic "
-        "(Worker._on_assign seeks to OFFSET_BEGINNING), and RouterTask.process dead-letters "
-        "every bad event again: each late or unkeyed event gets a second dead letter"
-    ),
-)
 def test_lost_state_dead_letters_each_event_once(
     stream_case: CaseFactory,
 ) -> None:
