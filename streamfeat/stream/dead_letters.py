@@ -46,7 +46,8 @@ def dead_lettered_offsets(bootstrap_servers: str, topic: str) -> dict[tuple[str,
             for message in batch:
                 if message.error() is not None:
                     continue
-                _note(highest, dict(message.headers() or []))
+                headers = message.headers() or []
+                _note(highest, dict(headers.items() if isinstance(headers, dict) else headers))
                 offset = message.offset() or 0
                 if offset + 1 >= remaining.get(message.partition() or 0, 0):
                     remaining.pop(message.partition() or 0, None)
@@ -55,7 +56,7 @@ def dead_lettered_offsets(bootstrap_servers: str, topic: str) -> dict[tuple[str,
     return highest
 
 
-def _note(highest: dict[tuple[str, int], int], headers: dict[str, bytes | str]) -> None:
+def _note(highest: dict[tuple[str, int], int], headers: dict[str, bytes | str | None]) -> None:
     try:
         source_topic = _text(headers["streamfeat.topic"])
         partition = int(_text(headers["streamfeat.partition"]))
@@ -67,5 +68,7 @@ def _note(highest: dict[tuple[str, int], int], headers: dict[str, bytes | str]) 
         highest[key] = offset
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        raise ValueError("empty header")
     return value.decode() if isinstance(value, bytes) else value
