@@ -1,4 +1,4 @@
-"""streamfeat: streaming ML features from Kafka to Redis and a Parquet archive, point-in-time correct.
+"""streamfeat: streaming ML features, fresh in Redis and point-in-time correct in Parquet.
 
 The public API: definitions (load a topology), the offline SDK (training sets, backfills, the
 archive) and the online store. The worker, the sink and the local stack run from the

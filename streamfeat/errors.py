@@ -23,3 +23,7 @@ class StackError(StreamfeatError, RuntimeError):
 
 class OnlineStoreError(StreamfeatError, LookupError):
     """An online read names a feature view or feature that does not exist."""
+
+
+class DemoError(StreamfeatError, RuntimeError):
+    """A process the demo started exited early or stopped making progress."""

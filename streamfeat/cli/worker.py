@@ -34,7 +34,8 @@ def worker(
         str | None,
         typer.Option(
             "--bootstrap-servers",
-            help="Kafka bootstrap servers (default: STREAMFEAT_KAFKA_BOOTSTRAP or 127.0.0.1:19092).",
+            help="Kafka bootstrap servers "
+            "(default: STREAMFEAT_KAFKA_BOOTSTRAP or 127.0.0.1:19092).",
         ),
     ] = None,
     redis_url: Annotated[

@@ -22,11 +22,13 @@ def parse_duration(text: str) -> timedelta:
 
 def to_ms(duration: timedelta) -> int:
     """Return a timedelta as whole milliseconds (sub-millisecond parts are floored)."""
-    return (duration.days * 86_400_000) + (duration.seconds * 1_000) + duration.microseconds // 1_000
+    return (
+        (duration.days * 86_400_000) + (duration.seconds * 1_000) + duration.microseconds // 1_000
+    )
 
 
 def format_duration(duration: timedelta) -> str:
-    """Format a timedelta in the largest single unit that divides it, such as ``5m`` or ``2500ms``."""
+    """Format a timedelta in the largest unit that divides it, such as ``5m`` or ``2500ms``."""
     total_ms = to_ms(duration)
     for unit in ("w", "d", "h", "m", "s"):
         if total_ms % _UNIT_MS[unit] == 0 and total_ms != 0:

@@ -68,7 +68,8 @@ class EventTime(_Definition):
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(
-                f"unknown time zone {zone!r}; use an IANA zone name such as 'America/New_York' or 'UTC'"
+                f"unknown time zone {zone!r}; use an IANA zone name "
+                "such as 'America/New_York' or 'UTC'"
             ) from None
         return zone
 
@@ -88,10 +89,13 @@ class ValidRange(_Definition):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError(f"{value.isoformat()} has no time zone; write it with one, such as 'Z'")
+            raise ValueError(
+                f"{value.isoformat()} has no time zone; write it with one, such as 'Z'"
+            )
         if not MIN_EVENT_TIME <= value <= MAX_EVENT_TIME:
             raise ValueError(
-                f"{value.isoformat()} is outside 0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z"
+                f"{value.isoformat()} is outside "
+                "0001-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z"
             )
         return value
 
@@ -262,7 +266,10 @@ class FeatureView(_Definition):
         if isinstance(data, dict):
             if "ttl" not in data and "window" in data:
                 window = data["window"]
-                data = {**data, "ttl": window.length if isinstance(window, Window) else window.get("length")}
+                data = {
+                    **data,
+                    "ttl": window.length if isinstance(window, Window) else window.get("length"),
+                }
             elif isinstance(data.get("ttl"), str) and data["ttl"].strip().lower() == NO_TTL:
                 data = {**data, "ttl": None}
         return data
@@ -280,7 +287,9 @@ class FeatureView(_Definition):
         names = [f.name for f in features]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"feature names must be unique in a view; repeated: {', '.join(duplicates)}")
+            raise ValueError(
+                f"feature names must be unique in a view; repeated: {', '.join(duplicates)}"
+            )
         return features
 
     @property
@@ -303,21 +312,25 @@ class Topology(_Definition):
     def _references_resolve(self) -> Topology:
         entities = {e.name for e in self.entities}
         sources = {s.name for s in self.sources}
-        for kind, names in (("entity", [e.name for e in self.entities]),
-                            ("source", [s.name for s in self.sources]),
-                            ("feature view", [v.name for v in self.feature_views])):
+        for kind, names in (
+            ("entity", [e.name for e in self.entities]),
+            ("source", [s.name for s in self.sources]),
+            ("feature view", [v.name for v in self.feature_views]),
+        ):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
                 raise ValueError(f"{kind} names must be unique; repeated: {', '.join(repeated)}")
         for view in self.feature_views:
             if view.entity not in entities:
                 raise ValueError(
-                    f"feature view {view.name!r} names entity {view.entity!r}, which is not defined; "
+                    f"feature view {view.name!r} names entity {view.entity!r}, "
+                    "which is not defined; "
                     f"defined entities: {', '.join(sorted(entities))}"
                 )
             if view.source not in sources:
                 raise ValueError(
-                    f"feature view {view.name!r} names source {view.source!r}, which is not defined; "
+                    f"feature view {view.name!r} names source {view.source!r}, "
+                    "which is not defined; "
                     f"defined sources: {', '.join(sorted(sources))}"
                 )
         return self

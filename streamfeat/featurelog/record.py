@@ -45,5 +45,5 @@ def decode_entity_key(text: str) -> EntityKey:
 
 
 def log_key(view: str, entity: EntityKey, event_ts_ms: int) -> bytes:
-    """Kafka key of a feature-log record: compaction keeps the newest per (view, entity, event_ts)."""
+    """Kafka key of a feature-log record; compaction keeps one per (view, entity, event_ts)."""
     return json.dumps([view, list(entity), event_ts_ms], separators=(",", ":")).encode()

@@ -75,7 +75,7 @@ def backfill(
     *,
     clock: Callable[[], int] = wall_clock_ms,
 ) -> BackfillStats:
-    """Compute the records of every view of ``source_name`` from ``events_file`` into ``archive``."""
+    """Compute the records of every view of ``source_name`` from ``events_file``."""
     source = topology.source(source_name)
     views = topology.views_of(source_name)
     if not views:

@@ -124,7 +124,8 @@ def _resolve_features(
         names = [f.name for f in view.features]
         if feature and feature not in names:
             raise ConfigurationError(
-                f"feature {feature!r} is not in view {view_name!r}; its features: {', '.join(names)}"
+                f"feature {feature!r} is not in view {view_name!r}; "
+                f"its features: {', '.join(names)}"
             )
         chosen = requested.setdefault(view_name, [])
         chosen.extend(n for n in ([feature] if feature else names) if n not in chosen)

@@ -34,7 +34,7 @@ class Verdict:
 
 
 def entity_key(event: Mapping[str, Any], join_keys: Sequence[str]) -> EntityKey | None:
-    """Return the entity key of an event, or None when a join key is null or empty ("0" is a key)."""
+    """Return an event's entity key, or None when a join key is null or empty ("0" is a key)."""
     values = []
     for name in join_keys:
         value = event.get(name)
@@ -87,9 +87,8 @@ class EventChecker:
             self.range_end_ms if self.range_end_ms is not None else processing_ms + self.slack_ms
         )
         if not self.range_start_ms <= event_ms <= end_ms:
-            return Reason.OUT_OF_RANGE, (
-                f"event time {event_ms} ms is outside the valid range {self.range_start_ms}..{end_ms} ms"
-            )
+            valid = f"{self.range_start_ms}..{end_ms} ms"
+            return Reason.OUT_OF_RANGE, f"event time {event_ms} ms is outside the valid range {valid}"
         for name, value in event.items():
             if isinstance(value, float) and not math.isfinite(value):
                 return Reason.NOT_FINITE, f"field {name!r} is {value}"

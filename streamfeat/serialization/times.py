@@ -8,7 +8,6 @@ its first occurrence. Finer than a millisecond is floored.
 from __future__ import annotations
 
 import time
-
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
