@@ -88,7 +88,7 @@ class EventChecker:
         )
         if not self.range_start_ms <= event_ms <= end_ms:
             valid = f"{self.range_start_ms}..{end_ms} ms"
-            return Reason.OUT_OF_RANGE, f"event time {event_ms} ms is outside the valid range {valid}"
+            return Reason.OUT_OF_RANGE, f"event time {event_ms} ms is outside {valid}"
         for name, value in event.items():
             if isinstance(value, float) and not math.isfinite(value):
                 return Reason.NOT_FINITE, f"field {name!r} is {value}"
