@@ -104,6 +104,7 @@ def build_topology(
     partitions: int = 1,
     allowed_lateness: str = "0s",
     idle_timeout: str = "30s",
+    event_id: str | None = None,
 ) -> Topology:
     """Build a one-source topology whose topics all start with ``streamfeat.<name>.``.
 
@@ -125,6 +126,7 @@ def build_topology(
                     "event_time": {"field": "ts"},
                     "allowed_lateness": allowed_lateness,
                     "idle_timeout": idle_timeout,
+                    "event_id": event_id,
                 }
             ],
             "feature_views": [{"entity": "e", "source": source, **view} for view in views],
