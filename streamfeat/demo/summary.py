@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import redis
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamfeat.demo.namespace import scan_keys
 from streamfeat.errors import StackError
@@ -27,6 +27,8 @@ UNKNOWN = "unknown"
 
 DEFAULT_READ_TIMEOUT = timedelta(seconds=60)
 _BATCH = 1_000
+_WATERMARK_TIMEOUT_S = 10.0
+_RETRY_DELAY_S = 0.2
 
 HeaderValue = str | bytes | None
 Headers = Sequence[tuple[str, HeaderValue]]
@@ -80,8 +82,8 @@ def read_headers(
         }
     )
     try:
-        remaining = _assign_all(consumer, topic, partitions)
         deadline = time.monotonic() + timeout.total_seconds()
+        remaining = _assign_all(consumer, topic, partitions, deadline)
         while remaining:
             if time.monotonic() >= deadline:
                 raise StackError(
@@ -104,17 +106,39 @@ def read_headers(
         consumer.close()
 
 
-def _assign_all(consumer: Consumer, topic: str, partitions: int) -> dict[int, int]:
+def _assign_all(consumer: Consumer, topic: str, partitions: int, deadline: float) -> dict[int, int]:
     """Assign every non-empty partition from its first offset, and return their end offsets."""
     ends: dict[int, int] = {}
     assignment = []
     for number in range(partitions):
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)
+        low, high = _watermarks(consumer, TopicPartition(topic, number), deadline)
         if high > low:
             ends[number] = high
             assignment.append(TopicPartition(topic, number, low))
     consumer.assign(assignment)
     return ends
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """Return a partition's first and end offsets, retrying until ``deadline`` on errors."""
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=_WATERMARK_TIMEOUT_S)
+        except KafkaException as exception:
+            # A topic created moments ago answers "not leader for partition" until its leader
+            # is known to the broker that was asked.
+            if time.monotonic() >= deadline:
+                raise StackError(
+                    f"cannot read the offsets of {partition.topic}[{partition.partition}]: "
+                    f"{exception.args[0].str()}; check the broker's log"
+                ) from None
+            logger.info(
+                "watermark_retry topic=%s partition=%d error=%s",
+                partition.topic,
+                partition.partition,
+                exception.args[0].str(),
+            )
+            time.sleep(_RETRY_DELAY_S)
 
 
 def count_online_keys(client: redis.Redis, patterns: Iterable[str]) -> int:
