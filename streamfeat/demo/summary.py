@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 REASON_HEADER = "streamfeat.reason"
 VIEWS_HEADER = "streamfeat.views"
 UNKNOWN = "unknown"
-"""Stands for the reason or the view when a dead letter lacks the header that names it."""
+"""Placeholder for the reason or the view when a dead letter lacks the header naming it."""
 
 DEFAULT_READ_TIMEOUT = timedelta(seconds=60)
 _BATCH = 1_000
@@ -125,8 +125,8 @@ def _watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) 
         try:
             return consumer.get_watermark_offsets(partition, timeout=_WATERMARK_TIMEOUT_S)
         except KafkaException as exception:
-            # A topic created moments ago answers "not leader for partition" until its leader
-            # is known to the broker that was asked.
+            # A topic created moments ago fails with "not leader for partition" until the
+            # broker that was asked knows the partition's leader.
             if time.monotonic() >= deadline:
                 raise StackError(
                     f"cannot read the offsets of {partition.topic}[{partition.partition}]: "
