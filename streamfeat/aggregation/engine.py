@@ -26,6 +26,9 @@ from streamfeat.aggregation.view import MAX_TS, ViewAggregator
 from streamfeat.definitions.models import FeatureView
 from streamfeat.featurelog.record import FeatureValue
 
+_CACHED_WINDOWS = 2
+"""Earlier-slot rows kept per entity: the current slot's and the one before it."""
+
 
 @dataclass(slots=True)
 class Emission:
@@ -66,6 +69,8 @@ class EntityState:
     """Latest accepted event time of the entity."""
     feeders: list[int] = field(default_factory=list)
     """Source partitions the entity's events came from; the worker uses their clocks."""
+    earlier_slots: dict[int, list[Any]] = field(default_factory=dict, compare=False)
+    """Not stored: per current slot, the merged row of the window's earlier slots."""
 
     def to_wire(self) -> list[Any]:
         slots = {index: slot.to_wire() for index, slot in self.slots.items()}
@@ -99,6 +104,7 @@ class ViewEngine:
         self.aggregator = ViewAggregator(view)
         self.length_ms = view.window.length_ms
         self.hop_ms = view.window.hop_ms
+        self.slots_per_window = self.length_ms // self.hop_ms
 
     def apply_event(
         self, state: EntityState, ts_ms: int, seq: int, event: Mapping[str, Any]
@@ -107,6 +113,9 @@ class ViewEngine:
         slot_index = ts_ms // self.hop_ms
         if state.latest_ms is None or ts_ms > state.latest_ms:
             state.latest_ms = ts_ms
+        for current_slot in [c for c in state.earlier_slots if c > slot_index]:
+            if current_slot - self.slots_per_window < slot_index:
+                del state.earlier_slots[current_slot]
         slot = state.slots.get(slot_index)
         if slot is None:
             slot = state.slots[slot_index] = Slot()
@@ -176,6 +185,7 @@ class ViewEngine:
                 ):
                     state.retired_latest_ms = latest
                 del state.slots[slot_index]
+                state.earlier_slots.clear()
             elif slot.closed is None and start + self.hop_ms <= watermark_ms:
                 slot.closed = self._merge_open(slot)
                 slot.open = {}
@@ -184,20 +194,38 @@ class ViewEngine:
 
     def value_as_of(self, state: EntityState, as_of_ms: int) -> list[FeatureValue]:
         """Feature values as of ``as_of_ms`` from the slots still held."""
-        end = (as_of_ms // self.hop_ms) * self.hop_ms + self.hop_ms
-        first_slot = (end - self.length_ms) // self.hop_ms
         current_slot = as_of_ms // self.hop_ms
-        total = self.aggregator.empty()
-        for slot_index in range(first_slot, current_slot + 1):
-            slot = state.slots.get(slot_index)
-            if slot is None:
-                continue
+        total = list(self._earlier_slots(state, current_slot))
+        slot = state.slots.get(current_slot)
+        if slot is not None:
             if slot.closed is not None:
                 self.aggregator.merge_into(total, slot.closed)
             for ts, row in slot.open.items():
                 if ts <= as_of_ms:
                     self.aggregator.merge_into(total, row)
         return self.aggregator.values(total)
+
+    def _earlier_slots(self, state: EntityState, current_slot: int) -> list[Any]:
+        """Merged row of the window's slots before ``current_slot``, cached per entity.
+
+        An event into one of those slots drops the cached row (see ``apply_event``).
+        """
+        cached = state.earlier_slots.get(current_slot)
+        if cached is not None:
+            return cached
+        merged = self.aggregator.empty()
+        for slot_index in range(current_slot + 1 - self.slots_per_window, current_slot):
+            slot = state.slots.get(slot_index)
+            if slot is None:
+                continue
+            if slot.closed is not None:
+                self.aggregator.merge_into(merged, slot.closed)
+            for row in slot.open.values():
+                self.aggregator.merge_into(merged, row)
+        if len(state.earlier_slots) >= _CACHED_WINDOWS:
+            state.earlier_slots.pop(min(state.earlier_slots))
+        state.earlier_slots[current_slot] = merged
+        return merged
 
     def latest_event_ms(self, state: EntityState, as_of_ms: int) -> int | None:
         """The entity's latest accepted event time at or before ``as_of_ms``."""

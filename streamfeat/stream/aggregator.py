@@ -15,6 +15,7 @@ scanned up to the lowest clock of its set.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -81,7 +82,11 @@ class AggregatorTask:
     groups: dict[bytes, int] = field(init=False)
     """Feeder groups with index entries, each with the earliest boundary that may be due."""
     last_offset: int | None = field(init=False)
-    _entities: dict[tuple[str, str], EntityState | None] = field(init=False, default_factory=dict)
+    cache_size: int = 20_000
+    """Entity states kept in memory between batches; every change is still written each batch."""
+    _entities: OrderedDict[tuple[str, str], EntityState | None] = field(
+        init=False, default_factory=OrderedDict
+    )
     _dirty: set[tuple[str, str]] = field(init=False, default_factory=set)
     _applied: dict[int, int] = field(init=False, default_factory=dict)
     _seen: set[tuple[int, int]] = field(init=False, default_factory=set)
@@ -150,7 +155,8 @@ class AggregatorTask:
             else:
                 self.state.put(_entity_key(view, entity_text), state.to_wire())
         self._dirty.clear()
-        self._entities.clear()
+        while len(self._entities) > self.cache_size:
+            self._entities.popitem(last=False)
         self.state.put(
             SOURCES_KEY,
             {p: [i.offset, i.watermark_ms, i.clock_ms] for p, i in self.sources.items()},
@@ -240,6 +246,7 @@ class AggregatorTask:
     def _load(self, view: str, entity_text: str) -> EntityState | None:
         cache_key = (view, entity_text)
         if cache_key in self._entities:
+            self._entities.move_to_end(cache_key)
             return self._entities[cache_key]
         wire = self.state.get(_entity_key(view, entity_text))
         state = None if wire is None else EntityState.from_wire(wire)
