@@ -7,6 +7,7 @@ ids seen (R11), in RocksDB with the offset they account for.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ class SourceRoute:
     columns: list[str]
     views: tuple[str, ...]
     id_memory_ms: int
+    mark_step_ms: int
+    """Slot boundaries of the source's views are multiples of this (the hops' gcd)."""
 
     @classmethod
     def build(cls, topology: Topology, source: Source, decoder: Decoder) -> SourceRoute:
@@ -86,6 +89,7 @@ class SourceRoute:
             columns=columns,
             views=tuple(v.name for v in views),
             id_memory_ms=max(v.window.length_ms for v in views),
+            mark_step_ms=math.gcd(*(v.window.hop_ms for v in views)),
         )
 
 
@@ -151,9 +155,17 @@ class RouterTask:
         return self.clock.advance_idle(wall_ms)
 
     def marks(self) -> list[Output]:
-        """Clock marks for every partition of every repartition topic, when the clock moved."""
+        """Clock marks for every partition of every repartition topic.
+
+        Only a clock that reaches a new slot boundary can make records due, so a mark goes out
+        when the clock crosses a multiple of the views' hops, not on every move.
+        """
         clock_ms = self.clock.emission_ms
-        if clock_ms is None or clock_ms == self.mark_sent_clock_ms:
+        if clock_ms is None:
+            return []
+        step = self.route.mark_step_ms
+        sent = self.mark_sent_clock_ms
+        if sent is not None and clock_ms // step == sent // step:
             return []
         self.mark_sent_clock_ms = clock_ms
         value = messages.pack_mark(

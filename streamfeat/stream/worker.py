@@ -37,6 +37,7 @@ from streamfeat.serialization.times import wall_clock_ms
 from streamfeat.stream import messages
 from streamfeat.stream.aggregator import AggregatorTask
 from streamfeat.stream.dead_letters import dead_lettered_offsets
+from streamfeat.stream.merge import SourceMerger
 from streamfeat.stream.router import Output, RouterTask, SourceRoute, message_offset
 from streamfeat.stream.state import PartitionState
 from streamfeat.stream.topics import entities_of, repartition_topic
@@ -144,6 +145,7 @@ class Worker:
         self._delivery_errors: list[str] = []
         self._last_idle_check_ms = 0
         self._last_available_ms = 0
+        self._merger = SourceMerger(max_buffered=config.batch_size * 10)
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and return."""
@@ -171,6 +173,10 @@ class Worker:
         batch = _Batch()
         for message in messages_in:
             self._dispatch(message, now_ms, batch)
+        for task_key, message in self._merger.drain(list(self._routers), self._has_unread):
+            self._routers[task_key].process(message, now_ms, batch.outputs.append)
+            self.stats.source_events += 1
+            batch.routers.add(task_key)
         records = self._aggregate(batch.forwarded, now_ms)
         if records:
             self._last_available_ms = now_ms
@@ -181,16 +187,13 @@ class Worker:
         self._commit(batch.routers, batch.aggregators)
 
     def _dispatch(self, message: Message, now_ms: int, batch: _Batch) -> None:
-        """Route a source message now; queue a repartition message for the aggregator."""
+        """Buffer a source message for the merge; queue a repartition message to aggregate."""
         if message.error() is not None:
             self._log_consume_error(message)
             return
         task_key = (message.topic() or "", message.partition() or 0)
-        router = self._routers.get(task_key)
-        if router is not None:
-            router.process(message, now_ms, batch.outputs.append)
-            self.stats.source_events += 1
-            batch.routers.add(task_key)
+        if task_key in self._routers:
+            self._merger.add(task_key, message)
             return
         aggregator = self._aggregators.get(task_key)
         if aggregator is None or aggregator.is_applied(message_offset(message)):
@@ -216,6 +219,15 @@ class Worker:
             records.extend(aggregator.records(emissions, self._versions, now_ms))
             aggregator.end_batch(offset)
         return _final_versions(records)
+
+    def _has_unread(self, key: tuple[str, int]) -> bool:
+        """True when the consumer has not yet received every message of a source partition."""
+        partition = TopicPartition(key[0], key[1])
+        low, high = self._consumer.get_watermark_offsets(partition, cached=True)
+        if high < 0:
+            low, high = self._consumer.get_watermark_offsets(partition, timeout=1.0)
+        position = self._consumer.position([partition])[0].offset
+        return bool(max(position, low) < high)
 
     def _tick_idle(self, now_ms: int) -> set[tuple[str, int]]:
         if now_ms - self._last_idle_check_ms < self.config.idle_check_interval_ms:
@@ -343,6 +355,7 @@ class Worker:
             router = self._routers.pop(key, None)
             if router is not None:
                 router.state.close()
+                self._merger.drop(key)
             aggregator = self._aggregators.pop(key, None)
             if aggregator is not None:
                 aggregator.state.close()
