@@ -118,22 +118,40 @@ def reset_namespace(
     report(f"created topics {', '.join(created)}")
 
 
+_COORDINATOR_RETRY_S = 0.5
+_RETRIABLE_GROUP_ERRORS = frozenset(
+    {KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE}
+)
+"""Errors of a broker that has just started and is still loading its group coordinator."""
+
+
 def _delete_groups(admin: AdminClient, groups: list[str], seconds: float) -> None:
-    futures = admin.delete_consumer_groups(groups, request_timeout=seconds)
-    for group, future in futures.items():
-        try:
-            future.result(timeout=seconds)
-        except KafkaException as exception:
-            error: KafkaError = exception.args[0]
-            if error.code() == KafkaError.GROUP_ID_NOT_FOUND:
-                continue
-            if error.code() == KafkaError.NON_EMPTY_GROUP:
-                raise StackError(
-                    f"consumer group {group!r} still has members, so a worker or sink of this "
-                    "topology is running; stop it, then run the demo again"
-                ) from None
-            raise StackError(f"cannot delete consumer group {group!r}: {error.str()}") from None
-        logger.info("consumer_group_deleted group=%s", group)
+    deadline = time.monotonic() + seconds
+    pending = list(groups)
+    while pending:
+        retry = []
+        futures = admin.delete_consumer_groups(pending, request_timeout=seconds)
+        for group, future in futures.items():
+            try:
+                future.result(timeout=seconds)
+            except KafkaException as exception:
+                error: KafkaError = exception.args[0]
+                if error.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                    continue
+                if error.code() in _RETRIABLE_GROUP_ERRORS and time.monotonic() < deadline:
+                    retry.append(group)
+                    continue
+                if error.code() == KafkaError.NON_EMPTY_GROUP:
+                    raise StackError(
+                        f"consumer group {group!r} still has members, so a worker or sink of "
+                        "this topology is running; stop it, then run the demo again"
+                    ) from None
+                raise StackError(f"cannot delete consumer group {group!r}: {error.str()}") from None
+            logger.info("consumer_group_deleted group=%s", group)
+        pending = retry
+        if pending:
+            logger.info("consumer_group_delete_retry groups=%s", ",".join(pending))
+            time.sleep(_COORDINATOR_RETRY_S)
 
 
 def _delete_topics(admin: AdminClient, namespace: DemoNamespace, seconds: float) -> list[str]:
