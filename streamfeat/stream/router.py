@@ -19,6 +19,7 @@ from streamfeat.aggregation.clock import PartitionClock
 from streamfeat.definitions.durations import to_ms
 from streamfeat.definitions.models import Source, Topology
 from streamfeat.featurelog.record import encode_entity_key
+from streamfeat.observability.ratelimit import RateLimitedLog
 from streamfeat.quality.checks import EventChecker
 from streamfeat.quality.reasons import Reason
 from streamfeat.serialization import DecodeError, Decoder
@@ -28,6 +29,8 @@ from streamfeat.stream.state import PartitionState
 from streamfeat.stream.topics import entities_of, repartition_topic
 
 logger = logging.getLogger(__name__)
+_dead_letter_log = RateLimitedLog(logger)
+"""Dead letters are logged once per reason every ten seconds, and counted per view."""
 
 CLOCK_KEY = b"clock"
 ID_PREFIX = b"d:"
@@ -256,10 +259,12 @@ class RouterTask:
             views,
         )
         out(Output(self.dead_letter_topic, None, message.key(), message.value(), headers))
-        logger.debug(
-            "dead_letter reason=%s source=%s partition=%d offset=%d",
+        _dead_letter_log.warning(
             reason.value,
-            self.route.source.name,
+            "dead_letter reason=%s topic=%s partition=%d offset=%d views=%s",
+            reason.value,
+            self.route.source.topic,
             self.partition,
             message_offset(message),
+            ",".join(views),
         )

@@ -1,0 +1,1 @@
+"""Observability: logging helpers shared by the long-running processes."""
