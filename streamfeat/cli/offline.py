@@ -37,7 +37,7 @@ def backfill(
         stats = run_backfill(
             definition, source, events, archive, topology.parent / definition.schemas_dir
         )
-    except (StreamfeatError, KeyError) as error:
+    except (StreamfeatError, KeyError, OSError) as error:
         _output.error(str(error))
         raise typer.Exit(1) from error
     _output.info(
@@ -92,10 +92,15 @@ def training_set(
             as_known_then=as_known_then,
         )
         _write_frame(result, out)
-    except (StreamfeatError, KeyError) as error:
+    except (StreamfeatError, OSError) as error:
         _output.error(str(error))
         raise typer.Exit(1) from error
     _output.info(f"wrote {len(result)} rows with {len(result.columns)} columns to {out}")
+    if features is None:
+        for view in definition.feature_views:
+            missing = [k for k in definition.entity(view.entity).join_keys if k not in frame]
+            if missing:
+                _output.info(f"  view {view.name} left out: no label column {', '.join(missing)}")
 
 
 def _read_labels(path: Path, timestamp_column: str) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from streamfeat.admin.topics import ensure_topics
 from streamfeat.definitions.models import Topology
 from streamfeat.errors import StackError
 from streamfeat.online.redis_store import DEFAULT_KEY_PREFIX
+from streamfeat.sink.runner import sink_group
 from streamfeat.stream.topics import worker_topics
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class DemoNamespace:
     """Names of the topology's topics, consumer groups and online-store keys."""
 
     topology: Topology
+    archive_dir: Path = Path("demo-output/archive")
 
     @property
     def worker_group(self) -> str:
@@ -47,8 +49,8 @@ class DemoNamespace:
 
     @property
     def sink_group(self) -> str:
-        """Consumer group of ``streamfeat sink``."""
-        return f"streamfeat.{self.topology.name}.sink"
+        """Consumer group of ``streamfeat sink`` writing the demo's archive."""
+        return sink_group(self.topology, self.archive_dir)
 
     @property
     def reader_group(self) -> str:

@@ -101,7 +101,7 @@ def _run_on_stack(
     reporter: DemoReporter,
     started_s: float,
 ) -> DemoSummary:
-    namespace = DemoNamespace(topology)
+    namespace = DemoNamespace(topology, config.archive_dir)
     bootstrap = stack.bootstrap_servers
     client = redis.Redis.from_url(stack.redis_url)
     try:

@@ -125,6 +125,7 @@ def _accept_events(
     stats: BackfillStats,
 ) -> tuple[Accepted, PartitionClock]:
     """Judge every row as the router would (R7, R10, R11); return the accepted ones."""
+    _check_columns(frame, schema, source)
     views = topology.views_of(source.name)
     all_views = tuple(v.name for v in views)
     checker = EventChecker(source, {v.name: topology.entity(v.entity).join_keys for v in views})
@@ -153,6 +154,20 @@ def _accept_events(
         stats.accepted += 1
         accepted.append((event_ms, event, verdict.keys))
     return accepted, partition_clock
+
+
+def _check_columns(frame: pd.DataFrame, schema: StoredSchema, source: Source) -> None:
+    """Reject an events file that lacks the event-time field or a field without a default."""
+    required = [source.event_time.field] + [
+        field["name"] for field in schema.raw.get("fields", []) if "default" not in field
+    ]
+    missing = sorted({name for name in required if name not in frame.columns})
+    if missing:
+        raise ConfigurationError(
+            f"the events file has no column {', '.join(missing)}, which source "
+            f"{source.name!r} needs; give it every field of {schema.name} "
+            "(streamfeat produce --out writes such a file)"
+        )
 
 
 def _records(

@@ -55,6 +55,12 @@ def training_set(
     ``features`` names views (``plane_7d``) or single features (``plane_7d:flights``); by
     default every feature of every view whose join keys are columns of ``labels``.
     """
+    archive = Path(archive)
+    if not archive.is_dir():
+        raise ConfigurationError(
+            f"archive folder {archive} does not exist; point to the folder that "
+            "streamfeat sink or streamfeat backfill wrote"
+        )
     requested = _resolve_features(topology, labels, features)
     frame = labels.copy(deep=False)
     frame[LABEL_MS] = label_times_ms(labels, timestamp_column)
@@ -80,8 +86,9 @@ def label_times_ms(labels: pd.DataFrame, column: str) -> pd.Series:
     """Label times as UTC epoch milliseconds; naive times are rejected, not guessed."""
     if column not in labels.columns:
         raise ConfigurationError(
-            f"label column {column!r} is missing; name the label-time column with "
-            f"timestamp_column= (columns: {', '.join(map(str, labels.columns))})"
+            f"label column {column!r} is missing; name the label-time column "
+            "(timestamp_column in Python, --timestamp-column on the command line; "
+            f"columns: {', '.join(map(str, labels.columns))})"
         )
     series = labels[column]
     if isinstance(series.dtype, pd.DatetimeTZDtype):
@@ -120,7 +127,10 @@ def _resolve_features(
     requested: dict[str, list[str]] = {}
     for item in features:
         view_name, _, feature = item.partition(":")
-        view = topology.view(view_name)
+        try:
+            view = topology.view(view_name)
+        except KeyError as error:
+            raise ConfigurationError(str(error.args[0])) from None
         names = [f.name for f in view.features]
         if feature and feature not in names:
             raise ConfigurationError(
@@ -156,7 +166,10 @@ def _join_view(
     keys = _join_keys(topology, view)
     files = sorted((archive / view.name).glob("*/*.parquet"))
     if not files:
-        return pd.DataFrame({name: [None] * _label_count(connection) for name in names})
+        raise ConfigurationError(
+            f"the archive {archive} holds no records of view {view.name!r}; run the sink or a "
+            "backfill into that folder, or leave the view out"
+        )
     connection.register(
         "archive_files",
         connection.read_parquet(

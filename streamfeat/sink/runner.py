@@ -9,6 +9,7 @@ so it writes the same files again instead of adding rows.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -68,6 +69,16 @@ class _PartitionState:
     at_end: bool = False
 
 
+def sink_group(topology: Topology, archive_dir: Path) -> str:
+    """Consumer group of the sink writing ``archive_dir``.
+
+    Offsets belong to one archive folder: a sink pointed at a new or emptied folder reads the
+    feature log from its start instead of resuming where another folder's sink stopped.
+    """
+    folder = hashlib.sha256(str(archive_dir.resolve()).encode()).hexdigest()[:12]
+    return f"streamfeat.{topology.name}.sink.{folder}"
+
+
 class ArchiveSink:
     """Consumes a topology's feature-log topic and writes the Parquet archive."""
 
@@ -84,13 +95,14 @@ class ArchiveSink:
     ) -> None:
         self._topology = topology
         self._topic = topology.feature_log
+        archive_dir.mkdir(parents=True, exist_ok=True)
         self._writer = ArchiveWriter(topology, archive_dir, source_types)
         self._max_records = max_records
         self._max_delay_s = max_delay.total_seconds()
         self._views = {view.name for view in topology.feature_views}
         self._config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
-            "group.id": f"streamfeat.{topology.name}.sink",
+            "group.id": sink_group(topology, archive_dir),
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,

@@ -131,7 +131,12 @@ def month_topology(request: pytest.FixtureRequest, bootstrap: str) -> Iterator[T
     ensure_topics(bootstrap, specs)
     yield topology
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    groups = [month_pipeline.worker_group(topology), month_pipeline.sink_group(topology)]
+    listed = admin.list_consumer_groups(request_timeout=_DELETE_TIMEOUT_S).result()
+    groups = [
+        group.group_id
+        for group in listed.valid
+        if group.group_id.startswith(f"streamfeat.{topology.name}.")
+    ] or [month_pipeline.worker_group(topology)]
     for future in admin.delete_consumer_groups(groups, request_timeout=_DELETE_TIMEOUT_S).values():
         # A group that never committed does not exist, and deleting it fails.
         with contextlib.suppress(KafkaException):

@@ -36,11 +36,6 @@ def worker_group(topology: Topology) -> str:
     return f"streamfeat.{topology.name}.worker"
 
 
-def sink_group(topology: Topology) -> str:
-    """The sink's consumer group, which ArchiveSink derives from the topology name."""
-    return f"streamfeat.{topology.name}.sink"
-
-
 def month_events() -> list[dict[str, Any]]:
     """Flight events scheduled in the month, in event-time order, as ``streamfeat produce`` makes
     them."""

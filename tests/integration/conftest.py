@@ -67,7 +67,12 @@ def flights_topology(bootstrap: str) -> Iterator[Topology]:
     ensure_topics(bootstrap, specs)
     yield topology
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    groups = [pipeline.worker_group(topology), pipeline.sink_group(topology)]
+    listed = admin.list_consumer_groups(request_timeout=_DELETE_TIMEOUT_S).result()
+    groups = [
+        group.group_id
+        for group in listed.valid
+        if group.group_id.startswith(f"streamfeat.{topology.name}.")
+    ] or [pipeline.worker_group(topology)]
     for future in admin.delete_consumer_groups(groups, request_timeout=_DELETE_TIMEOUT_S).values():
         # A group that never committed does not exist, and deleting it fails.
         with contextlib.suppress(KafkaException):
@@ -102,7 +107,7 @@ def week_run(
         produced = pipeline.produce_week(topology, schemas, bootstrap)
         stats = pipeline.run_worker(topology, schemas, online, bootstrap, work_dir / "state")
         sink_stats = pipeline.run_sink(topology, work_dir / "archive", schemas_dir, bootstrap)
-        unarchived = pipeline.unarchived_messages(topology, bootstrap)
+        unarchived = pipeline.unarchived_messages(topology, bootstrap, work_dir / "archive")
         assert not unarchived, f"the sink left feature-log messages unarchived: {unarchived}"
         watermarks = pipeline.source_watermarks_ms(topology, bootstrap)
         yield WeekRun(

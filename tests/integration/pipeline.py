@@ -17,6 +17,7 @@ from streamfeat.producer.flights import flight_events
 from streamfeat.producer.kafka import ProduceSummary, produce_events
 from streamfeat.serialization import SchemaStore
 from streamfeat.sink import ArchiveSink, SinkStats, load_source_types
+from streamfeat.sink.runner import sink_group as archive_sink_group
 from streamfeat.stream.topics import entities_of, repartition_topic
 from streamfeat.stream.worker import Worker, WorkerConfig, WorkerStats
 from tests.integration.flights_reference import WEEK_END, WEEK_START
@@ -32,8 +33,8 @@ def worker_group(topology: Topology) -> str:
     return f"streamfeat.{topology.name}.worker"
 
 
-def sink_group(topology: Topology) -> str:
-    return f"streamfeat.{topology.name}.sink"
+def sink_group(topology: Topology, archive_dir: Path) -> str:
+    return archive_sink_group(topology, archive_dir)
 
 
 def produce_week(topology: Topology, schemas: SchemaStore, bootstrap: str) -> ProduceSummary:
@@ -79,10 +80,10 @@ def run_sink(topology: Topology, archive_dir: Path, schemas_dir: Path, bootstrap
     return sink.run(until_idle=SINK_IDLE)
 
 
-def unarchived_messages(topology: Topology, bootstrap: str) -> dict[str, int]:
+def unarchived_messages(topology: Topology, bootstrap: str, archive_dir: Path) -> dict[str, int]:
     """Return the feature-log messages past the sink group's committed offsets, per partition."""
     partitions = max(source.partitions for source in topology.sources)
-    reader = OffsetReader(bootstrap, sink_group(topology))
+    reader = OffsetReader(bootstrap, sink_group(topology, archive_dir))
     try:
         return reader.unapplied(
             [TopicPartition(topology.feature_log, p) for p in range(partitions)]

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from streamfeat.definitions.models import Topology
+from streamfeat.errors import ConfigurationError
 from streamfeat.offline.archive import read_archive
 from streamfeat.offline.backfill import backfill
 from streamfeat.offline.training_set import training_set
@@ -202,3 +203,11 @@ def test_backfill_reads_csv_and_parquet(tmp_path, suffix):
     assert stats.accepted == 2
     assert counts(topology, tmp_path / "archive", "hourly", "a", ["2025-02-03T10:30:00Z"]) == [2]
     assert ms("2025-02-03T10:30:00.000Z") > 0
+
+
+def test_events_file_without_event_time_column_is_an_error(tmp_path):
+    topology, schemas = setup(tmp_path, "UTC", {"hourly": {"length": "1h"}})
+    events = tmp_path / "events.parquet"
+    pq.write_table(pa.Table.from_pylist([{"route": "a", "when": 1}]), events)
+    with pytest.raises(ConfigurationError, match="no column local_time"):
+        backfill(topology, "trips", events, tmp_path / "archive", schemas, clock=NOW)

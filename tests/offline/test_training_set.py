@@ -307,3 +307,22 @@ def test_far_future_label_time_is_exact(tmp_path):
     )
     result = training_set(frame, topo, tmp_path)
     assert [None if pd.isna(n) else int(n) for n in result["valid__n"]] == [None, 1]
+
+
+def test_missing_archive_folder_is_an_error(corrected_archive, tmp_path):
+    topo, _ = corrected_archive
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        training_set(labels([("e1", LABEL_TIMES[0])]), topo, tmp_path / "nowhere")
+
+
+def test_view_without_records_is_an_error(corrected_archive, tmp_path):
+    topo, _ = corrected_archive
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigurationError, match="holds no records of view 'balance'"):
+        training_set(labels([("e1", LABEL_TIMES[0])]), topo, tmp_path / "empty")
+
+
+def test_unknown_view_is_a_configuration_error(corrected_archive):
+    topo, archive = corrected_archive
+    with pytest.raises(ConfigurationError, match="feature view 'nope' is not defined"):
+        training_set(labels([("e1", LABEL_TIMES[0])]), topo, archive, features=["nope"])

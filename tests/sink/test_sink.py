@@ -15,6 +15,7 @@ from streamfeat.featurelog.codec import encode_record
 from streamfeat.featurelog.record import FeatureRecord
 from streamfeat.offline import read_archive
 from streamfeat.sink import ArchiveSink, ArchiveWriter, SinkStats, load_source_types
+from streamfeat.sink.runner import sink_group
 from tests.sink.conftest import produce
 from tests.sink.factories import ms, plane_record, route_record
 
@@ -61,10 +62,8 @@ def stored_rows(archive: Path) -> int:
     return sum(pq.read_metadata(path).num_rows for path in archive.rglob("*.parquet"))
 
 
-def committed(bootstrap: str, topology: Topology) -> list[int]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"streamfeat.{topology.name}.sink"}
-    )
+def committed(bootstrap: str, topology: Topology, archive: Path) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": sink_group(topology, archive)})
     try:
         partitions = [TopicPartition(topology.feature_log, p) for p in (0, 1)]
         return [tp.offset for tp in consumer.committed(partitions, timeout=30)]
@@ -72,8 +71,8 @@ def committed(bootstrap: str, topology: Topology) -> list[int]:
         consumer.close()
 
 
-def reset_group(admin: AdminClient, topology: Topology) -> None:
-    group = f"streamfeat.{topology.name}.sink"
+def reset_group(admin: AdminClient, topology: Topology, archive: Path) -> None:
+    group = sink_group(topology, archive)
     for future in admin.delete_consumer_groups([group], request_timeout=30).values():
         future.result(timeout=30)
 
@@ -85,7 +84,7 @@ def test_sink_archives_and_commits(topology: Topology, tmp_path: Path, bootstrap
 
     assert stats.records == 12
     assert stats.skipped == {}
-    assert committed(bootstrap, topology) == [7, 5]
+    assert committed(bootstrap, topology, tmp_path) == [7, 5]
     assert sorted(archive_files(tmp_path)) == [
         "plane_stats/event_date=2024-12-25/p1-o000000000000-o000000000002.parquet",
         "plane_stats/event_date=2025-02-03/p0-o000000000000-o000000000002.parquet",
@@ -115,7 +114,7 @@ def test_rerun_rewrites_same_files(
     produce_all(bootstrap, topology)
     run_sink(topology, tmp_path, bootstrap, max_records=3)
     first_run = archive_files(tmp_path)
-    reset_group(admin, topology)
+    reset_group(admin, topology, tmp_path)
 
     # A different batch size would cut other ranges; the files already there decide instead.
     stats = run_sink(topology, tmp_path, bootstrap, max_records=1000)
@@ -123,7 +122,7 @@ def test_rerun_rewrites_same_files(
     assert stats.records == 12
     assert archive_files(tmp_path) == first_run
     assert stored_rows(tmp_path) == 12
-    assert committed(bootstrap, topology) == [7, 5]
+    assert committed(bootstrap, topology, tmp_path) == [7, 5]
 
 
 def test_idle_rerun_writes_nothing(topology: Topology, tmp_path: Path, bootstrap: str) -> None:
@@ -151,7 +150,7 @@ def test_crash_leftovers_rewritten_not_doubled(
     assert "p0-o000000000000-o000000000002.parquet" not in names
     assert stats.records == 12
     assert stored_rows(tmp_path) == 12
-    assert committed(bootstrap, topology) == [7, 5]
+    assert committed(bootstrap, topology, tmp_path) == [7, 5]
 
 
 def test_tombstones_and_unknown_views_skipped(
@@ -168,5 +167,17 @@ def test_tombstones_and_unknown_views_skipped(
 
     assert stats.records == 1
     assert stats.skipped == {"unknown_view:retired_view": 1, "tombstone": 1}
-    assert committed(bootstrap, topology)[0] == 3
+    assert committed(bootstrap, topology, tmp_path)[0] == 3
     assert len(read_archive(tmp_path, "plane_stats")) == 1
+
+
+def test_new_archive_folder_gets_every_record(
+    topology: Topology, tmp_path: Path, bootstrap: str
+) -> None:
+    produce_all(bootstrap, topology)
+    run_sink(topology, tmp_path / "first", bootstrap, max_records=3)
+
+    stats = run_sink(topology, tmp_path / "second", bootstrap, max_records=3)
+
+    assert stats.records == 12
+    assert stored_rows(tmp_path / "second") == 12
