@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TypeAlias
 
 FeatureValue: TypeAlias = int | float | str | bool | None
@@ -34,6 +35,7 @@ class FeatureRecord:
     available_at_ms: int
 
 
+@lru_cache(maxsize=100_000)
 def encode_entity_key(entity: EntityKey) -> str:
     """Encode join-key values as one string (a compact JSON array), unambiguous for any values."""
     return json.dumps(list(entity), separators=(",", ":"), ensure_ascii=False)
@@ -45,5 +47,13 @@ def decode_entity_key(text: str) -> EntityKey:
 
 
 def log_key(view: str, entity: EntityKey, event_ts_ms: int) -> bytes:
-    """Kafka key of a feature-log record; compaction keeps one per (view, entity, event_ts)."""
-    return json.dumps([view, list(entity), event_ts_ms], separators=(",", ":")).encode()
+    """Kafka key of a feature-log record; compaction keeps one per (view, entity, event_ts).
+
+    The compact JSON array ``[view, [join-key values], event_ts]``.
+    """
+    return f"[{_json_string(view)},{encode_entity_key(entity)},{event_ts_ms}]".encode()
+
+
+@lru_cache(maxsize=1_024)
+def _json_string(text: str) -> str:
+    return json.dumps(text)

@@ -14,6 +14,7 @@ scanned up to the lowest clock of its set.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -126,7 +127,7 @@ class AggregatorTask:
         clock_moved = self._note_source(message)
         emissions = self._apply_event(offset, key, message) if message.kind == EVENT else []
         if clock_moved:
-            emissions.extend(self._due_boundaries())
+            emissions.extend(self._due_boundaries(message.source_partition))
         return emissions
 
     def records(
@@ -190,10 +191,14 @@ class AggregatorTask:
             emissions.extend((view, entity, e) for e in found)
         return emissions
 
-    def _due_boundaries(self) -> list[ViewEmission]:
+    def _due_boundaries(self, moved_partition: int) -> list[ViewEmission]:
+        """Records of the feeder groups that include the partition whose clock moved."""
         emissions: list[ViewEmission] = []
         for group in list(self.groups):
-            clock_ms = self._group_clock([int(p) for p in group.decode().split(",")])
+            partitions = _members(group)
+            if moved_partition not in partitions:
+                continue
+            clock_ms = self._group_clock(partitions)
             if clock_ms is not None and clock_ms >= self.groups[group]:
                 emissions.extend(self._due_in_group(group, clock_ms))
         return emissions
@@ -283,6 +288,12 @@ class AggregatorTask:
         if any(w is None for w in watermarks):
             return None
         return min(w for w in watermarks if w is not None)
+
+
+@functools.lru_cache(maxsize=1_024)
+def _members(group: bytes) -> tuple[int, ...]:
+    """Source partitions of a feeder group's key."""
+    return tuple(int(p) for p in group.decode().split(","))
 
 
 def _later(a: int | None, b: int | None) -> int | None:
