@@ -228,7 +228,7 @@ class ViewEngine:
         return merged
 
     def latest_event_ms(self, state: EntityState, as_of_ms: int) -> int | None:
-        """The entity's latest accepted event time at or before ``as_of_ms``."""
+        """Return the entity's latest accepted event time at or before ``as_of_ms``."""
         if state.latest_ms is not None and state.latest_ms <= as_of_ms:
             return state.latest_ms
         latest = state.retired_latest_ms

@@ -51,7 +51,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass
 class BackfillStats:
-    """What a backfill read, rejected and wrote."""
+    """Counts of a backfill: events read, accepted and rejected, records and files written."""
 
     events: int = 0
     accepted: int = 0
@@ -249,7 +249,7 @@ def _replayed_views(
 
 
 def _as_float(value: Any) -> float:
-    """A column value as float64; null is NaN (not-finite values were rejected before)."""
+    """Convert a column value to float64, null to NaN (not-finite values were rejected before)."""
     if value is None:
         return math.nan
     return float(value)
@@ -324,7 +324,7 @@ def _time_ms(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """A pandas cell as a plain Python value; missing cells are None (NaN in Parquet stays NaN)."""
+    """Convert a pandas cell to a plain Python value; a missing cell becomes None."""
     if value is None or value is pd.NaT or value is pd.NA:
         return None
     if isinstance(value, pd.Timestamp):

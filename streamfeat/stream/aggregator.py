@@ -64,7 +64,7 @@ def _entity_key(view: str, entity_text: str) -> bytes:
 
 @dataclass
 class SourcePartitionInfo:
-    """What the aggregator has heard from one source partition."""
+    """Progress of one source partition as the aggregator last heard it."""
 
     offset: int
     watermark_ms: int | None
@@ -259,7 +259,7 @@ class AggregatorTask:
         return state
 
     def _note_source(self, message: Forwarded) -> bool:
-        """Record what a message says about its source partition; True when its clock moved."""
+        """Note a message's source offset, watermark and clock; return True when the clock moved."""
         info = self.sources.get(message.source_partition)
         if info is None:
             info = self.sources[message.source_partition] = SourcePartitionInfo(-1, None, None)

@@ -59,7 +59,7 @@ class Output:
 
 @dataclass
 class SourceRoute:
-    """What the router needs to know about one source: decoder, checks and targets."""
+    """Routing of one source: its decoder, checks and repartition targets."""
 
     source: Source
     decoder: Decoder

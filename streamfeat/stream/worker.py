@@ -1,9 +1,10 @@
 """The worker process: consume, route, aggregate, write; one batch at a time.
 
-Each batch runs in this order, so that a crash at any point loses nothing: produce forwards,
-dead letters and feature-log records and wait for the broker's acknowledgement, write the online
-store, then write every partition's RocksDB state together with the input offset it accounts
-for, then commit offsets to Kafka. A restarted worker skips input it already applied.
+Each batch runs in a fixed order, so that a crash at any point loses nothing. First it produces
+forwards, dead letters and feature-log records and waits for the broker's acknowledgement. Then
+it writes the online store, then every partition's RocksDB state with the input offset it
+accounts for, and last it commits offsets to Kafka. A restarted worker skips input it already
+applied.
 
 A partition with no local state is read from its beginning, which rebuilds its state from the
 retained input topic.
@@ -53,7 +54,7 @@ Clock = Callable[[], int]
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Where the worker connects and keeps its state, and how it batches."""
+    """Worker settings: Kafka address, state folder, batch size and timings."""
 
     bootstrap_servers: str
     state_dir: Path
@@ -70,7 +71,7 @@ _Forward = tuple[int, int, Message, messages.Forwarded, AggregatorTask]
 
 @dataclass
 class _Batch:
-    """What one batch produced so far and which tasks it touched."""
+    """Outputs of one batch so far and the tasks it touched."""
 
     outputs: list[Output] = field(default_factory=list)
     forwarded: list[_Forward] = field(default_factory=list)
