@@ -8,6 +8,7 @@
 #   make test-long    run the long-running suites (marker "long")
 #   make lint         ruff and mypy
 #   make demo         run the flights demo
+#   make bench        run the benchmarks with their baselines (results in bench/results/)
 
 SHELL := /bin/bash
 
@@ -21,7 +22,7 @@ INSTALL_MARKER := $(VENV)/.streamfeat-installed
 # apt-get needs root; a developer who is not root gets it through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install system-packages stack-up stack-down test test-long lint demo
+.PHONY: install system-packages stack-up stack-down test test-long lint demo bench
 
 install: system-packages $(INSTALL_MARKER)
 
@@ -73,3 +74,6 @@ lint: install
 
 demo: install
 	@$(STREAMFEAT) demo topologies/flights.yml
+
+bench: install
+	@$(VENV)/bin/python -m bench.run

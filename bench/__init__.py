@@ -1,0 +1,1 @@
+"""Benchmarks of streamfeat against their baselines, measured in one run: ``make bench``."""
