@@ -1,7 +1,7 @@
-"""``make bench``: every benchmark with its baseline, on the full 2013 flights, in one run.
+"""``make bench``: the benchmarks built so far, on the full 2013 flights, in one run.
 
 Each figure is compared with a baseline measured in the same run, so ratios hold on a noisy
-machine. The run uses its own topology name and topics and deletes them at the end.
+machine. The run uses its own topology name and topics, and deletes them at the end.
 
 NOTE: the Quix Streams and Feast baselines, scale-out over two processes, freshness under a
 fixed production rate and peak memory are not measured yet.
