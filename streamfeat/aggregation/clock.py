@@ -1,4 +1,4 @@
-"""Watermark and emission clock of one source partition (R7, R8).
+"""Watermark and emission clock of one source partition.
 
 The watermark is the highest accepted event time minus the allowed lateness; an event below it
 is late, one exactly at it is accepted, and dead-lettered events never move it. The emission

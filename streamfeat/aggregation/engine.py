@@ -4,11 +4,11 @@ Windows have a length ``W`` and a hop ``h``; slots are ``[k*h, (k+1)*h)`` in UTC
 milliseconds. The value as of ``t`` covers the events with ``e - W <= ts <= t`` where
 ``e = floor(t / h) * h + h``.
 
-Records (R2): one at every distinct accepted event time, holding the value after all events at
+Records: one at every distinct accepted event time, holding the value after all events at
 that time, and one at each slot boundary ``slot start + W`` where the value changes because the
 slot left the window. Every record carries the entity's latest accepted event time at or before
 its own time. An event that arrives after records with a later time were written rewrites every
-record whose values or latest event time it changes (R4).
+record whose values or latest event time it changes.
 
 A slot stays *open* while an accepted event or a correctable record can still fall inside it: it
 keeps one partial per distinct event time, so the value as of any time inside the slot is exact.
@@ -109,7 +109,7 @@ class ViewEngine:
     def apply_event(
         self, state: EntityState, ts_ms: int, seq: int, event: Mapping[str, Any]
     ) -> list[Emission]:
-        """Add one accepted event and return the records it creates or changes (R2, R4)."""
+        """Add one accepted event and return the records it creates or changes."""
         slot_index = ts_ms // self.hop_ms
         if state.latest_ms is None or ts_ms > state.latest_ms:
             state.latest_ms = ts_ms
@@ -143,7 +143,7 @@ class ViewEngine:
         return emissions
 
     def advance(self, state: EntityState, clock_ms: int) -> list[Emission]:
-        """Write the slot-boundary records due once the emission clock reaches ``clock_ms`` (R8)."""
+        """Write the slot-boundary records due once the emission clock reaches ``clock_ms``."""
         through = state.through_ms
         if through is not None and clock_ms <= through:
             return []

@@ -1,7 +1,7 @@
 """Replay checked events of one source partition through the core, with state in memory.
 
 This is the reference behaviour of a worker for one partition: lateness against the partition's
-watermark (R7), the emission clock (R8), and the records of every view. The backfill and the
+watermark, the emission clock, and the records of every view. The backfill and the
 unit tests use it; the worker runs the same engine with state in RocksDB.
 """
 

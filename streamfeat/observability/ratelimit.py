@@ -1,4 +1,4 @@
-"""Warnings that repeat per event, logged at most once per interval with the count in between."""
+"""Rate-limited warnings: one line per key per interval, reporting how many were suppressed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 
 class RateLimitedLog:
-    """Logs one line per key at most every ``interval_s``, counting the lines it held back."""
+    """Logger wrapper that writes one line per key at most every ``interval_s``."""
 
     def __init__(
         self,
@@ -20,15 +20,15 @@ class RateLimitedLog:
         self._interval_s = interval_s
         self._monotonic = monotonic
         self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
+        self._suppressed: dict[str, int] = {}
 
     def warning(self, key: str, message: str, *args: object) -> None:
         """Log ``message`` at WARNING unless ``key`` was logged less than an interval ago."""
         now = self._monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._interval_s:
-            self._held[key] = self._held.get(key, 0) + 1
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
-        held = self._held.pop(key, 0)
+        suppressed = self._suppressed.pop(key, 0)
         self._last[key] = now
-        self._logger.warning(message + " suppressed_since_last=%d", *args, held)
+        self._logger.warning(message + " suppressed_since_last=%d", *args, suppressed)

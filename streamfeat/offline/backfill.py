@@ -1,8 +1,8 @@
 """Backfill: compute a source's feature records from historical events with the stream's core.
 
 The events file (CSV or Parquet) holds one row per event with the source schema's fields. Rows
-are taken in file order as the delivery order of one partition, so lateness (R7), duplicates
-(R11) and the data-quality checks decide exactly as a worker reading them in that order would.
+are taken in file order as the delivery order of one partition, so lateness, duplicates
+and the data-quality checks decide exactly as a worker reading them in that order would.
 Time fields may be int epoch milliseconds, timezone-aware datetimes (instants) or naive
 datetimes (wall-clock times in the source's declared zone).
 
@@ -124,7 +124,7 @@ def _accept_events(
     processing_ms: int,
     stats: BackfillStats,
 ) -> tuple[Accepted, PartitionClock]:
-    """Judge every row as the router would (R7, R10, R11); return the accepted ones."""
+    """Judge every row as the router would; return the accepted ones."""
     _check_columns(frame, schema, source)
     views = topology.views_of(source.name)
     all_views = tuple(v.name for v in views)

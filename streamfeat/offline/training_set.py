@@ -2,10 +2,10 @@
 
 For each label row (entity keys, label time ``t``, any other columns) and each requested feature
 view, the join takes the view's latest record with ``event_ts <= t``; among versions of that
-record, the one with the latest ``available_at`` (R4). It then applies the view's TTL with the
-latest event time the record carries (R3): past the TTL the values are null. A record from
+record, the one with the latest ``available_at``. It then applies the view's TTL with the
+latest event time the record carries: past the TTL the values are null. A record from
 after ``t`` is never used. With ``as_known_then`` only the record versions available at ``t``
-take part (R14), so the answer is what the online store could have served then.
+take part, so the answer is what the online store could have served then.
 
 The output has exactly one row per label row, in the labels' order, duplicates included, with
 every label column unchanged and one column per feature named ``<view>__<feature>``.
@@ -95,14 +95,14 @@ def label_times_ms(labels: pd.DataFrame, column: str) -> pd.Series:
         return series.dt.as_unit("ms").astype("int64")
     if pd.api.types.is_datetime64_dtype(series.dtype):
         raise ConfigurationError(
-            f"label column {column!r} holds times without a time zone; localize them first, "
+            f"label column {column!r} contains times without a time zone; localize them first, "
             f"such as labels[{column!r}].dt.tz_localize('UTC')"
         )
     values = []
     for value in series:
         if not isinstance(value, datetime):
             raise ConfigurationError(
-                f"label column {column!r} holds {value!r}, not a datetime; convert it with "
+                f"label column {column!r} contains {value!r}, not a datetime; convert it with "
                 "pandas.to_datetime(..., utc=True)"
             )
         values.append(datetime_to_ms(value))
@@ -167,7 +167,7 @@ def _join_view(
     files = sorted((archive / view.name).glob("*/*.parquet"))
     if not files:
         raise ConfigurationError(
-            f"the archive {archive} holds no records of view {view.name!r}; run the sink or a "
+            f"the archive {archive} contains no records of view {view.name!r}; run the sink or a "
             "backfill into that folder, or leave the view out"
         )
     connection.register(
@@ -195,7 +195,7 @@ def _join_view(
 
 
 def _by_event_time_sql(keys: Sequence[str], key_match: str) -> str:
-    """The latest record at or before each label time; of its versions, the latest available."""
+    """Select the latest record at or before each label time, and of its versions the newest."""
     partition = ", ".join(f'"{k}"' for k in keys)
     newest = (
         "SELECT * FROM records QUALIFY row_number() OVER "
@@ -208,7 +208,7 @@ def _by_event_time_sql(keys: Sequence[str], key_match: str) -> str:
 
 
 def _as_known_then_sql(key_match: str) -> str:
-    """As above, among only the versions already available at the label time (R14)."""
+    """Select as above, among only the versions already available at the label time."""
     return (
         f"SELECT l.{ROW}, l.{LABEL_MS}, r.* FROM labels l LEFT JOIN records r "
         f"ON {key_match} AND r.event_ms <= l.{LABEL_MS} AND r.available_ms <= l.{LABEL_MS} "

@@ -1,12 +1,14 @@
 """Vectorized records of one feature view from one entity's accepted events, with numpy.
 
-It computes the same records as the per-event core for in-order and out-of-order input alike
-(R2): one at every distinct event time, and one at every slot boundary up to ``until_ms`` where
-the value changes because a slot left the window. The value as of ``t`` covers the events with
-``e - W <= ts <= t``, ``e = floor(t / h) * h + h``; both ends become index ranges of the sorted
-events through ``searchsorted``, then prefix sums give counts, sums and means, a sparse table
-gives minima and maxima, and the index of the last non-null value gives ``last``. Views with
-other functions (variance, distinct count, percentiles) go through the per-event core instead.
+It computes the same records as the per-event core, for in-order and out-of-order input alike.
+There is one record at every distinct event time, and one at every slot boundary up to
+``until_ms`` where the value changes because a slot left the window.
+
+The value as of ``t`` covers the events with ``e - W <= ts <= t``, ``e = floor(t / h) * h + h``.
+Both ends become index ranges of the sorted events through ``searchsorted``. Prefix sums then
+give counts, sums and means, a sparse table gives minima and maxima, and the index of the last
+non-null value gives ``last``. Views with other functions (variance, distinct count,
+percentiles) go through the per-event core instead.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ class EntityRecords:
 def entity_records(
     view: FeatureView, ts_ms: Ints, columns: dict[str, Floats], until_ms: int
 ) -> EntityRecords:
-    """Records of ``view`` for one entity's events, sorted by time (stable in delivery order).
+    """Compute the records of ``view`` for one entity's events, sorted by time.
 
-    ``columns`` holds each used column as float64 with NaN for null; ``until_ms`` is the
-    emission clock at the end, the last time a slot-boundary record can fall due.
+    Events with equal times stay in delivery order. ``columns`` contains each used column as
+    float64 with NaN for null. ``until_ms`` is the emission clock at the end, the last time a
+    slot-boundary record can fall due.
     """
     length, hop = view.window.length_ms, view.window.hop_ms
     times = _record_times(ts_ms, length, hop, until_ms)
@@ -74,7 +77,7 @@ def _record_times(ts_ms: Ints, length: int, hop: int, until_ms: int) -> Ints:
 def _keep(
     times: Ints, ts_ms: Ints, features: list[Any], hop: int, length: int
 ) -> npt.NDArray[np.bool_]:
-    """Event times always; a boundary only when its values differ from one ms before (R2)."""
+    """Event times always; a boundary only when its values differ from one ms before."""
     is_event = np.isin(times, ts_ms)
     if is_event.all():
         return is_event
@@ -173,9 +176,15 @@ class _SparseTable:
 
 
 def _python(column: Any) -> list[Any]:
-    return [None if v is None else (v.item() if hasattr(v, "item") else v) for v in column]
+    """Convert numpy scalars to plain Python values, keeping None."""
+    values = []
+    for value in column:
+        if value is not None and hasattr(value, "item"):
+            value = value.item()
+        values.append(value)
+    return values
 
 
 def sort_events(ts_ms: Ints) -> Ints:
-    """Stable order of events by time, so equal times keep their delivery order (R6)."""
+    """Return the stable order of events by time; equal times keep their delivery order."""
     return np.argsort(ts_ms, kind="stable")

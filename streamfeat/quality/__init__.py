@@ -1,1 +1,1 @@
-"""Data quality: the checks that decide whether an event is accepted or a dead letter (R10)."""
+"""Data quality: the checks that decide whether an event is accepted or a dead letter."""

@@ -1,10 +1,10 @@
-"""Dead-letter reasons, in the order that decides which one an event gets (R10)."""
+"""Dead-letter reasons, in the order that decides which one an event gets."""
 
 from enum import StrEnum
 
 
 class Reason(StrEnum):
-    """Why an event became a dead letter; when several apply, the earliest member wins."""
+    """Reason an event became a dead letter; when several apply, the earliest member wins."""
 
     UNDECODABLE = "undecodable"
     UNKNOWN_SCHEMA = "unknown_schema"

@@ -1,4 +1,4 @@
-"""Read a source's event time from a decoded event as UTC epoch milliseconds (R12)."""
+"""Read a source's event time from a decoded event as UTC epoch milliseconds."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _local_converter(zone: str) -> Callable[[Any], int]:
 
     @lru_cache(maxsize=_LOCAL_CACHE)
     def block_offset_ms(block_start_ms: int) -> int | None:
-        """The zone offset of a 15-minute block of wall time, or None when it changes inside."""
+        """Return a 15-minute block's zone offset, or None when the offset changes inside it."""
         first = block_start_ms - local_ms_to_utc_ms(block_start_ms, tz)
         last_ms = block_start_ms + _BLOCK_MS - 1
         last = last_ms - local_ms_to_utc_ms(last_ms, tz)

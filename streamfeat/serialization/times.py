@@ -100,5 +100,5 @@ def parse_iso_ms(text: str, zone: str | ZoneInfo | None = None) -> int:
 
 
 def wall_clock_ms() -> int:
-    """The processing clock: the current UTC time in epoch milliseconds."""
+    """Return the processing clock: the current UTC time in epoch milliseconds."""
     return time.time_ns() // 1_000_000

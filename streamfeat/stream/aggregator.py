@@ -6,7 +6,7 @@ the last source offset applied with that partition's watermark and emission cloc
 a restarted router forwards again carry source offsets already applied and are skipped.
 
 An entity's slot-boundary records fall due once the emission clock of every source partition
-that fed it has reached them (R8): an entity that lives on one partition follows that
+that fed it has reached them: an entity that lives on one partition follows that
 partition's clock, and one fed by several is not decayed early by the partition that runs ahead.
 The boundary index is therefore grouped by the set of feeding partitions, and each group is
 scanned up to the lowest clock of its set.

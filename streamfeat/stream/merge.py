@@ -3,7 +3,7 @@
 Kafka orders messages only within a partition, and a consumer fetches each partition in chunks,
 so a replay of history reaches the router as hours or days of one partition after another. The
 aggregator would then see every entity's events out of order and rewrite records for each of
-them (R4). Merging the buffered partitions by message timestamp (the event time, when producers
+them. Merging the buffered partitions by message timestamp (the event time, when producers
 set it so) avoids that. A partition whose buffer is empty but which has unread messages holds the
 merge back, unless the buffers are full.
 """
@@ -41,7 +41,11 @@ class SourceMerger:
     def drain(
         self, owned: list[PartitionKey], has_unread: Callable[[PartitionKey], bool]
     ) -> Iterator[tuple[PartitionKey, Message]]:
-        """Yield buffered messages in timestamp order while no owned partition holds it back."""
+        """Yield buffered messages in timestamp order.
+
+        Draining stops when an owned partition has unread messages but none buffered, unless
+        the buffers are full.
+        """
         heads = [
             (_timestamp(buffer[0]), index, key)
             for index, (key, buffer) in enumerate(self._buffers.items())

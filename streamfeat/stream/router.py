@@ -1,7 +1,7 @@
 """Stage one of the worker: check each source event and forward it keyed by entity.
 
-Per source partition the router keeps the watermark and emission clock (R7, R8) and the event
-ids seen (R11), in RocksDB with the offset they account for.
+Per source partition the router keeps the watermark and emission clock and the event
+ids seen, in RocksDB with the offset they account for.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class RouterTask:
         self._forward(event, event_ms, offset, verdict.keys, out)
 
     def idle_tick(self, wall_ms: int) -> bool:
-        """Advance the emission clock while idle (R8); True when it moved."""
+        """Advance the emission clock while idle; True when it moved."""
         return self.clock.advance_idle(wall_ms)
 
     def marks(self) -> list[Output]:
@@ -227,7 +227,7 @@ class RouterTask:
         self.state.put(EXPIRY_PREFIX + (expires + _SIGN).to_bytes(8, "big") + key, 1)
 
     def forget_expired_ids(self) -> None:
-        """Forget event ids once the watermark passed their time plus the longest window (R11)."""
+        """Forget event ids once the watermark passed their time plus the longest window."""
         watermark = self.clock.watermark_ms
         if watermark is None or self.route.source.event_id is None:
             return

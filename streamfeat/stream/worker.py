@@ -49,7 +49,7 @@ _AFTER_EVENTS = 2**63
 """Sort key that puts clock marks after every event of a batch."""
 
 Clock = Callable[[], int]
-"""Returns the processing time in epoch milliseconds (R14: tests may pass their own)."""
+"""Returns the processing time in epoch milliseconds (tests may pass their own)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class Worker:
                 "max.poll.interval.ms": 300_000,
                 # Small per-partition fetches make one batch interleave the partitions finely in
                 # event time; large ones hand over days of one partition at a time when replaying
-                # history, and every such interleave costs corrections downstream (R4).
+                # history, and every such interleave costs corrections downstream.
                 "max.partition.fetch.bytes": config.partition_fetch_bytes,
             }
         )
@@ -169,7 +169,7 @@ class Worker:
     def run_batch(self) -> None:
         """Consume one batch and carry it through to committed state and offsets."""
         messages_in = self._consumer.consume(self.config.batch_size, self.config.poll_timeout_s)
-        # available_at rises with every batch that writes records, so versions never tie (R4).
+        # available_at rises with every batch that writes records, so versions never tie.
         now_ms = max(self.clock(), self._last_available_ms + 1)
         batch = _Batch()
         for message in messages_in:
@@ -210,7 +210,7 @@ class Worker:
         """Apply queued repartition messages in event-time order; return the batch's records.
 
         Event-time order, with clock marks after the events, spares most of the corrections
-        (R4) that the interleaving of several source partitions would cause.
+        that the interleaving of several source partitions would cause.
         """
         forwarded.sort(key=lambda item: (item[0], item[1]))
         records: list[FeatureRecord] = []

@@ -56,7 +56,7 @@ class Run:
         return [final[ts] for ts in sorted(final)]
 
     def value(self, view_name: str, entity: str, iso: str) -> list[Any] | None:
-        """Point-in-time read of the log: last record at or before t, then the TTL (R3)."""
+        """Point-in-time read of the log: last record at or before t, then the TTL."""
         t = ms(iso)
         candidates = [r for r in self.final_records(view_name, entity) if r[0] <= t]
         if not candidates:

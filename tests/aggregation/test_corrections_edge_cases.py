@@ -1,4 +1,4 @@
-"""Out-of-order events within the allowed lateness rewrite the records they change (R4)."""
+"""Out-of-order events within the allowed lateness rewrite the records they change."""
 
 from streamfeat.aggregation.replay import PartitionReplay
 from tests.aggregation.harness import Run, ms, view

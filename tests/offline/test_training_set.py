@@ -318,7 +318,7 @@ def test_missing_archive_folder_is_an_error(corrected_archive, tmp_path):
 def test_view_without_records_is_an_error(corrected_archive, tmp_path):
     topo, _ = corrected_archive
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigurationError, match="holds no records of view 'balance'"):
+    with pytest.raises(ConfigurationError, match="contains no records of view 'balance'"):
         training_set(labels([("e1", LABEL_TIMES[0])]), topo, tmp_path / "empty")
 
 

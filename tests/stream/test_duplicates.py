@@ -1,4 +1,4 @@
-"""The same event delivered twice: a duplicate with an event id, two events without one (R11)."""
+"""The same event delivered twice: a duplicate with an event id, two events without one."""
 
 from __future__ import annotations
 
