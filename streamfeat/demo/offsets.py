@@ -13,6 +13,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 # factory methods untyped.
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from streamfeat.admin.offsets import retry_while_coordinator_moves
 from streamfeat.demo.completion import OffsetSnapshot, PartitionOffsets, TopicPartitionKey
 from streamfeat.errors import StackError
 
@@ -72,11 +73,13 @@ class OffsetReader:
         request = ConsumerGroupTopicPartitions(
             group, [TopicPartition(topic, number) for topic, number in partitions]
         )
-        futures = self._admin.list_consumer_group_offsets(
-            [request], request_timeout=self._timeout_s
-        )
+
+        def read(left_s: float) -> Any:
+            futures = self._admin.list_consumer_group_offsets([request], request_timeout=left_s)
+            return futures[group].result(timeout=left_s)
+
         try:
-            result = futures[group].result(timeout=self._timeout_s)
+            result = retry_while_coordinator_moves(read, self._timeout_s)
         except (KafkaException, TimeoutError) as error:
             raise self._error(f"the committed offsets of group {group!r}", error) from None
         offsets: dict[TopicPartitionKey, int | None] = dict.fromkeys(partitions)

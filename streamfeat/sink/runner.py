@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from streamfeat.admin.offsets import committed_offsets
 from streamfeat.definitions.models import Topology
 from streamfeat.errors import SerializationError
 from streamfeat.featurelog.codec import decode_record
@@ -167,7 +168,7 @@ class ArchiveSink:
         return False
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = consumer.committed(partitions, timeout=_COMMITTED_TIMEOUT_S)
+        committed = committed_offsets(consumer, partitions, _COMMITTED_TIMEOUT_S)
         ranges = self._writer.existing_ranges([tp.partition for tp in committed])
         for tp in committed:
             next_start = tp.offset if tp.offset >= 0 else None

@@ -1,4 +1,4 @@
-"""Edge cases of hopping and tumbling windows, lateness and slot-boundary records, on the pure core."""
+"""Edge cases of hopping and tumbling windows, lateness and slot-boundary records on the core."""
 
 import math
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, TopicPartition
 
+from streamfeat.admin.offsets import committed_offsets
 from streamfeat.definitions.models import Topology
 from streamfeat.offline.backfill import BackfillStats, backfill
 from streamfeat.producer.flights import flight_events
@@ -152,7 +153,7 @@ class AllApplied:
 
     def _behind(self, partitions: Sequence[TopicPartition], ends: Sequence[int]) -> dict[str, int]:
         """Return ``topic:partition -> messages`` between the committed offset and ``ends``."""
-        committed = self._consumer.committed(list(partitions), timeout=_KAFKA_TIMEOUT_S)
+        committed = committed_offsets(self._consumer, partitions, _KAFKA_TIMEOUT_S)
         behind = {}
         for tp, end in zip(committed, ends, strict=True):
             done = max(tp.offset, 0)

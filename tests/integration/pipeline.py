@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 
+from streamfeat.admin.offsets import committed_offsets
 from streamfeat.definitions.models import Topology
 from streamfeat.online.store import OnlineStore
 from streamfeat.producer.flights import flight_events
@@ -162,7 +163,7 @@ class OffsetReader:
     def unapplied(self, partitions: Sequence[TopicPartition]) -> dict[str, int]:
         """Return ``topic:partition -> messages`` past the committed offset, for lagging ones."""
         ends = [self.end_offset(tp.topic, tp.partition) for tp in partitions]
-        committed = self._consumer.committed(list(partitions), timeout=_KAFKA_TIMEOUT_S)
+        committed = committed_offsets(self._consumer, partitions, _KAFKA_TIMEOUT_S)
         behind = {}
         for tp, end in zip(committed, ends, strict=True):
             done = max(tp.offset, 0)

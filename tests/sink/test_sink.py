@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streamfeat.admin.offsets import committed_offsets
 from streamfeat.definitions.models import Topology
 from streamfeat.featurelog.codec import encode_record
 from streamfeat.featurelog.record import FeatureRecord
@@ -66,7 +67,7 @@ def committed(bootstrap: str, topology: Topology, archive: Path) -> list[int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": sink_group(topology, archive)})
     try:
         partitions = [TopicPartition(topology.feature_log, p) for p in (0, 1)]
-        return [tp.offset for tp in consumer.committed(partitions, timeout=30)]
+        return [tp.offset for tp in committed_offsets(consumer, partitions, 30)]
     finally:
         consumer.close()
 

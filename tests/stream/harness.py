@@ -30,6 +30,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from streamfeat.admin.offsets import committed_offsets
 from streamfeat.admin.topics import ensure_topics
 from streamfeat.definitions.durations import to_ms
 from streamfeat.definitions.loader import check_schemas
@@ -321,7 +322,7 @@ class StreamCase:
         )
 
     def _all_applied(self) -> bool:
-        committed = self._monitor.committed(self.input_partitions(), timeout=KAFKA_TIMEOUT_S)
+        committed = committed_offsets(self._monitor, self.input_partitions(), KAFKA_TIMEOUT_S)
         for tp in committed:
             low, high = self._monitor.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)
             position = tp.offset if tp.offset >= 0 else low
