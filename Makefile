@@ -75,5 +75,12 @@ lint: install
 demo: install
 	@$(STREAMFEAT) demo topologies/flights.yml
 
-bench: install
+# The benchmarks' peers (the bench extra) are installed only for make bench.
+BENCH_MARKER := $(VENV)/.streamfeat-bench-installed
+
+$(BENCH_MARKER): pyproject.toml
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
+bench: install $(BENCH_MARKER)
 	@$(VENV)/bin/python -m bench.run
