@@ -30,8 +30,8 @@ from bench.context import (
 from bench.report import Figure, print_table, write_json
 from streamfeat.devstack import LocalStack
 
-BENCHMARKS = ("worker", "sink", "backfill", "join")
-"""Benchmark modules of ``bench``, in run order: the sink archives the worker's feature log."""
+BENCHMARKS = ("worker", "peers", "scaleout", "freshness", "memory", "sink", "backfill", "join")
+"""Benchmark modules of ``bench``, in run order: the peers compare with the worker's rate."""
 
 
 def main(argv: list[str] | None = None) -> int:
