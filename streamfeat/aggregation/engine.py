@@ -71,6 +71,8 @@ class EntityState:
     """Source partitions the entity's events came from; the worker uses their clocks."""
     earlier_slots: dict[int, list[Any]] = field(default_factory=dict, compare=False)
     """Not stored: per current slot, the merged row of the window's earlier slots."""
+    compacted_for: tuple[int, int | None] | None = field(default=None, compare=False)
+    """Not stored: the watermark and ``through_ms`` of the last compaction."""
 
     def to_wire(self) -> list[Any]:
         slots = {index: slot.to_wire() for index, slot in self.slots.items()}
@@ -171,8 +173,15 @@ class ViewEngine:
         return None
 
     def compact(self, state: EntityState, watermark_ms: int) -> None:
-        """Close, delete and forget what no event at or after ``watermark_ms`` can change."""
+        """Close, delete and forget what no event at or after ``watermark_ms`` can change.
+
+        Events below the watermark are rejected, so what they add stays out of reach of a
+        compaction with the same watermark and ``through_ms``, which is skipped.
+        """
         through = state.through_ms
+        if state.compacted_for == (watermark_ms, through):
+            return
+        state.compacted_for = (watermark_ms, through)
         for slot_index in sorted(state.slots):
             start = slot_index * self.hop_ms
             slot = state.slots[slot_index]

@@ -36,6 +36,7 @@ _SIGN = 1 << 63
 _SEPARATOR = b"\x00"
 _GROUP_END = b"|"
 _NOTHING_PENDING = _SIGN
+_UNKNOWN_PENDING = -_SIGN
 
 ViewEmission = tuple[str, EntityKey, Emission]
 
@@ -91,12 +92,14 @@ class AggregatorTask:
     _dirty: set[tuple[str, str]] = field(init=False, default_factory=set)
     _applied: dict[int, int] = field(init=False, default_factory=dict)
     _seen: set[tuple[int, int]] = field(init=False, default_factory=set)
+    _lowest_watermark: int | None = field(init=False, default=None)
+    _watermark_stale: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
         self.engines = {view.name: ViewEngine(view) for view in self.views}
         stored = self.state.get(SOURCES_KEY) or {}
         self.sources = {int(p): SourcePartitionInfo(*info) for p, info in stored.items()}
-        self.groups = {bytes(group): _SIGN * -1 for group in self.state.get(GROUPS_KEY) or []}
+        self.groups = {bytes(group): _UNKNOWN_PENDING for group in self.state.get(GROUPS_KEY) or []}
         self.last_offset = self.state.offset
 
     def begin_batch(self) -> None:
@@ -194,7 +197,11 @@ class AggregatorTask:
     def _due_boundaries(self, moved_partition: int) -> list[ViewEmission]:
         """Records of the feeder groups that include the partition whose clock moved."""
         emissions: list[ViewEmission] = []
-        for group in list(self.groups):
+        moved_clock_ms = self.sources[moved_partition].clock_ms
+        for group, earliest_ms in list(self.groups.items()):
+            # A group's clock is at most the moved partition's, so most groups stop here.
+            if moved_clock_ms is None or moved_clock_ms < earliest_ms:
+                continue
             partitions = _members(group)
             if moved_partition not in partitions:
                 continue
@@ -206,10 +213,14 @@ class AggregatorTask:
     def _due_in_group(self, group: bytes, clock_ms: int) -> list[ViewEmission]:
         start = _index_start(group)
         stop = start + (clock_ms + 1 + _SIGN).to_bytes(8, "big")
+        # Nothing of the group is pending before its earliest boundary, so the scan starts
+        # there and does not walk the deleted index entries of boundaries already processed.
+        earliest = self.groups[group]
+        first = start if earliest == _UNKNOWN_PENDING else start + (earliest + _SIGN).to_bytes(8, "big")
         min_watermark = self._min_watermark()
         emissions: list[ViewEmission] = []
         self.groups[group] = _NOTHING_PENDING
-        for index_key, _ in self.state.scan(start, stop):
+        for index_key, _ in self.state.scan(first, stop):
             view_bytes, entity_bytes = index_key[len(start) + 8 :].split(_SEPARATOR, 1)
             view, entity_text = view_bytes.decode(), entity_bytes.decode()
             engine = self.engines[view]
@@ -240,11 +251,13 @@ class AggregatorTask:
     ) -> None:
         self._dirty.add((view, entity_text))
         old_group, old_boundary = before
+        boundary = engine.next_boundary_ms(state)
+        group = _group(state.feeders)
+        if (group, boundary) == before:
+            return
         if old_boundary is not None:
             self.state.delete(_index_key(old_group, old_boundary, view, entity_text))
-        boundary = engine.next_boundary_ms(state)
         if boundary is not None:
-            group = _group(state.feeders)
             self.state.put(_index_key(group, boundary, view, entity_text), 1)
             self.groups[group] = min(self.groups.get(group, _NOTHING_PENDING), boundary)
 
@@ -263,9 +276,13 @@ class AggregatorTask:
         info = self.sources.get(message.source_partition)
         if info is None:
             info = self.sources[message.source_partition] = SourcePartitionInfo(-1, None, None)
+            self._watermark_stale = True
         if message.kind == EVENT:
             info.offset = max(info.offset, message.source_offset)
+        watermark_before = info.watermark_ms
         info.watermark_ms = _later(info.watermark_ms, message.watermark_ms)
+        if info.watermark_ms != watermark_before:
+            self._watermark_stale = True
         before = info.clock_ms
         info.clock_ms = _later(info.clock_ms, message.clock_ms)
         return info.clock_ms != before
@@ -282,6 +299,12 @@ class AggregatorTask:
 
     def _min_watermark(self) -> int | None:
         """Lowest watermark over every source partition, None until all have reported."""
+        if self._watermark_stale:
+            self._lowest_watermark = self._compute_min_watermark()
+            self._watermark_stale = False
+        return self._lowest_watermark
+
+    def _compute_min_watermark(self) -> int | None:
         if len(self.sources) < self.source_partitions:
             return None
         watermarks = [i.watermark_ms for i in self.sources.values()]
