@@ -41,6 +41,7 @@ def encode_entity_key(entity: EntityKey) -> str:
     return json.dumps(list(entity), separators=(",", ":"), ensure_ascii=False)
 
 
+@lru_cache(maxsize=100_000)
 def decode_entity_key(text: str) -> EntityKey:
     """Inverse of encode_entity_key."""
     return tuple(json.loads(text))

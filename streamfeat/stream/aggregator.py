@@ -42,6 +42,11 @@ ViewEmission = tuple[str, EntityKey, Emission]
 
 
 def _group(feeders: Sequence[int]) -> bytes:
+    return _group_of(tuple(feeders))
+
+
+@functools.lru_cache(maxsize=1_024)
+def _group_of(feeders: tuple[int, ...]) -> bytes:
     return ",".join(str(p) for p in sorted(feeders)).encode()
 
 
