@@ -27,3 +27,7 @@ class OnlineStoreError(StreamfeatError, LookupError):
 
 class DemoError(StreamfeatError, RuntimeError):
     """A process the demo started exited early or stopped making progress."""
+
+
+class OnlineStoreUnavailable(OnlineStoreError):
+    """The online store did not answer (connection refused, reset or timed out); retry later."""

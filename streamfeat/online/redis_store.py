@@ -16,10 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamfeat.definitions.models import Topology
-from streamfeat.errors import OnlineStoreError, SerializationError
+from streamfeat.errors import OnlineStoreError, OnlineStoreUnavailable, SerializationError
 from streamfeat.featurelog.record import EntityKey, FeatureRecord, FeatureValue, encode_entity_key
 from streamfeat.online.store import (
     OnlineValue,
@@ -48,6 +50,8 @@ redis.call('HSET', KEYS[1], 'as_of_ms', ARGV[1], 'latest_event_ts_ms', ARGV[2],
 return 1
 """
 _WRITE_SHA = hashlib.sha1(_WRITE_SCRIPT.encode()).hexdigest()
+_SOCKET_TIMEOUT_S = 5.0
+"""A stopped or frozen Redis fails a call after this long instead of holding the worker."""
 _FIELDS = ("as_of_ms", "latest_event_ts_ms", "version", "values")
 
 
@@ -80,7 +84,10 @@ class RedisOnlineStore:
         cls, url: str, topology: Topology, *, key_prefix: str = DEFAULT_KEY_PREFIX
     ) -> RedisOnlineStore:
         """Connect to the Redis server at ``url`` (such as ``redis://127.0.0.1:16379/0``)."""
-        return cls(redis.Redis.from_url(url), topology, key_prefix=key_prefix)
+        client = redis.Redis.from_url(
+            url, socket_timeout=_SOCKET_TIMEOUT_S, socket_connect_timeout=_SOCKET_TIMEOUT_S
+        )
+        return cls(client, topology, key_prefix=key_prefix)
 
     def key(self, view: str, entity: EntityKey) -> str:
         """Return the Redis key of (view, entity)."""
@@ -97,7 +104,13 @@ class RedisOnlineStore:
         for record in records:
             self._check_record(record)
         newest = newest_per_key(records, lambda record: self.key(record.view, record.entity))
-        outcomes = self._run_writes(newest)
+        try:
+            outcomes = self._run_writes(newest)
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            raise OnlineStoreUnavailable(
+                f"Redis at {self._address()} did not answer the online write ({error}); "
+                "check that the server runs, then retry the write"
+            ) from error
         replaced = sum(int(outcome) for outcome in outcomes)
         logger.debug(
             "online_write records=%d keys=%d replaced=%d", len(records), len(newest), replaced
@@ -135,6 +148,10 @@ class RedisOnlineStore:
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()
+
+    def _address(self) -> str:
+        options = self._client.connection_pool.connection_kwargs
+        return f"{options.get('host', '?')}:{options.get('port', '?')}"
 
     def _check_record(self, record: FeatureRecord) -> None:
         join_keys = self._join_keys.get(record.view)

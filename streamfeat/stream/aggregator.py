@@ -221,7 +221,9 @@ class AggregatorTask:
         # Nothing of the group is pending before its earliest boundary, so the scan starts
         # there and does not walk the deleted index entries of boundaries already processed.
         earliest = self.groups[group]
-        first = start if earliest == _UNKNOWN_PENDING else start + (earliest + _SIGN).to_bytes(8, "big")
+        first = (
+            start if earliest == _UNKNOWN_PENDING else start + (earliest + _SIGN).to_bytes(8, "big")
+        )
         min_watermark = self._min_watermark()
         emissions: list[ViewEmission] = []
         self.groups[group] = _NOTHING_PENDING

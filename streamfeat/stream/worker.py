@@ -30,8 +30,10 @@ from confluent_kafka import (
 )
 
 from streamfeat.definitions.models import Topology
+from streamfeat.errors import OnlineStoreUnavailable
 from streamfeat.featurelog.codec import encode_record
 from streamfeat.featurelog.record import FeatureRecord, log_key
+from streamfeat.observability.ratelimit import RateLimitedLog
 from streamfeat.online.store import OnlineStore
 from streamfeat.serialization import SchemaStore
 from streamfeat.serialization.times import wall_clock_ms
@@ -39,6 +41,7 @@ from streamfeat.stream import messages
 from streamfeat.stream.aggregator import AggregatorTask
 from streamfeat.stream.dead_letters import dead_lettered_offsets
 from streamfeat.stream.merge import SourceMerger
+from streamfeat.stream.outages import Backoff, ServiceHealth, call_until_available
 from streamfeat.stream.router import Output, RouterTask, SourceRoute, message_offset
 from streamfeat.stream.state import PartitionState
 from streamfeat.stream.topics import entities_of, repartition_topic
@@ -47,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 _AFTER_EVENTS = 2**63
 """Sort key that puts clock marks after every event of a batch."""
+_FLUSH_WAIT_S = 5.0
+_LIBRDKAFKA_LOG_LEVEL = 2
+"""syslog level: librdkafka logs only critical lines; errors go to the error callback."""
 
 Clock = Callable[[], int]
 """Returns the processing time in epoch milliseconds (tests may pass their own)."""
@@ -63,6 +69,8 @@ class WorkerConfig:
     idle_check_interval_ms: int = 1_000
     group_id: str | None = None
     partition_fetch_bytes: int = 16_384
+    backoff: Backoff = field(default_factory=Backoff)
+    """Pauses between attempts to write to an online store that does not answer."""
 
 
 _Forward = tuple[int, int, Message, messages.Forwarded, AggregatorTask]
@@ -121,8 +129,20 @@ class Worker:
         self._versions = {view.name: view.version for view in topology.feature_views}
         self._routers: dict[tuple[str, int], RouterTask] = {}
         self._aggregators: dict[tuple[str, int], AggregatorTask] = {}
+        self._online_health = ServiceHealth("online_store")
+        self._kafka_health = ServiceHealth("kafka")
+        self._kafka_errors = RateLimitedLog(logger, interval_s=60.0)
+        kafka_logging = {
+            "error_cb": self._on_kafka_error,
+            # Connection failures reach error_cb; librdkafka's own log would repeat them.
+            "log_level": _LIBRDKAFKA_LOG_LEVEL,
+            "log.connection.close": False,
+        }
         self._producer = Producer(
             {
+                **kafka_logging,
+                # A delivery waits through a broker outage instead of failing after 5 min.
+                "message.timeout.ms": 0,
                 "bootstrap.servers": config.bootstrap_servers,
                 "enable.idempotence": True,
                 "linger.ms": 5,
@@ -132,6 +152,7 @@ class Worker:
         )
         self._consumer = Consumer(
             {
+                **kafka_logging,
                 "bootstrap.servers": config.bootstrap_servers,
                 "group.id": config.group_id or f"streamfeat.{topology.name}.worker",
                 "enable.auto.commit": False,
@@ -186,6 +207,8 @@ class Worker:
             batch.outputs.extend(self._routers[task_key].marks())
         self._write(batch.outputs, records)
         self._commit(batch.routers, batch.aggregators)
+        if messages_in:
+            self._kafka_health.answered()
 
     def _dispatch(self, message: Message, now_ms: int, batch: _Batch) -> None:
         """Buffer a source message for the merge; queue a repartition message to aggregate."""
@@ -259,12 +282,19 @@ class Worker:
                 log_key(record.view, record.entity, record.event_ts_ms),
                 encode_record(record),
             )
-        self._producer.flush()
+        while self._producer.flush(_FLUSH_WAIT_S) > 0:
+            # The broker is away: keep the batch, librdkafka keeps retrying its delivery.
+            self._kafka_health.failed("produced messages not acknowledged yet")
         if self._delivery_errors:
             errors, self._delivery_errors = self._delivery_errors, []
             raise RuntimeError(f"Kafka rejected {len(errors)} messages; first: {errors[0]}")
         if records:
-            self.stats.online_replaced += self.online.write(records)
+            self.stats.online_replaced += call_until_available(
+                lambda: self.online.write(records),
+                (OnlineStoreUnavailable,),
+                self._online_health,
+                self.config.backoff,
+            )
             self.stats.records += len(records)
 
     def _produce(
@@ -286,6 +316,14 @@ class Worker:
                 return
             except BufferError:
                 self._producer.poll(0.05)
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._kafka_health.failed(error)
+        elif not self._kafka_health.is_down:
+            self._kafka_errors.warning(
+                f"kafka_error:{error.code()}", "kafka_error code=%s error=%s", error.name(), error
+            )
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
