@@ -48,6 +48,23 @@ def worker(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Messages consumed per batch.")
     ] = 2_000,
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-id",
+            help="Static member id in the consumer group: a worker restarted with the same id "
+            "within the session timeout gets its partitions back without a rebalance.",
+        ),
+    ] = None,
+    session_timeout: Annotated[
+        float,
+        typer.Option(
+            "--session-timeout",
+            min=6.0,
+            max=300.0,
+            help="Seconds the group waits for a silent worker before moving its partitions.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Consume the topology's sources and keep its features fresh online and in the feature log.
 
@@ -65,6 +82,8 @@ def worker(
             bootstrap_servers=bootstrap,
             state_dir=state_dir / definition.name,
             batch_size=batch_size,
+            instance_id=instance_id,
+            session_timeout_ms=int(session_timeout * 1000),
         )
         process = Worker(definition, schemas, online, config)
         install_signal_handlers(process)

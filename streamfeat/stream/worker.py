@@ -69,6 +69,11 @@ class WorkerConfig:
     idle_check_interval_ms: int = 1_000
     group_id: str | None = None
     partition_fetch_bytes: int = 16_384
+    instance_id: str | None = None
+    """Static group membership: a restarted worker with the same id gets its partitions back
+    without a rebalance, if it returns within the session timeout."""
+    session_timeout_ms: int = 10_000
+    """How long the group waits for a silent worker before moving its partitions to others."""
     backoff: Backoff = field(default_factory=Backoff)
     """Pauses between attempts to write to an online store that does not answer."""
 
@@ -158,6 +163,8 @@ class Worker:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "max.poll.interval.ms": 300_000,
+                "session.timeout.ms": config.session_timeout_ms,
+                **({"group.instance.id": config.instance_id} if config.instance_id else {}),
                 # Small per-partition fetches make one batch interleave the partitions finely in
                 # event time; large ones hand over days of one partition at a time when replaying
                 # history, and every such interleave costs corrections downstream.
