@@ -1,10 +1,10 @@
 """The archive sink: feature-log topic in, Parquet files out, offsets committed after the files.
 
-Per feature-log partition the sink gathers records into a batch that spans an offset range,
-writes the batch's files and only then commits the offset after the range. A crash in
-between leaves files whose offsets are not committed; the next run reads those offsets
-again, finds the files (their names carry the range) and cuts its batch at the same offsets,
-so it writes the same files again instead of adding rows.
+Per feature-log partition the sink gathers messages into a batch that spans an offset range,
+decodes the batch column by column, writes its files and only then commits the offset after
+the range. A crash in between leaves files whose offsets are not committed; the next run
+reads those offsets again, finds the files (their names carry the range) and cuts its batch
+at the same offsets, so it writes the same files again instead of adding rows.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -22,20 +23,21 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from streamfeat.admin.offsets import committed_offsets
 from streamfeat.definitions.models import Topology
-from streamfeat.errors import SerializationError
-from streamfeat.featurelog.codec import decode_record
-from streamfeat.featurelog.record import FeatureRecord
+from streamfeat.sink.batch import BatchDecoder
+from streamfeat.sink.layout import file_name
 from streamfeat.sink.source_types import SourceTypes
 from streamfeat.sink.writer import ArchiveWriter
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_RECORDS = 50_000
+"""Messages per batch, at most; a batch larger than this is cut and written."""
 DEFAULT_MAX_DELAY = timedelta(seconds=10)
 JOIN_TIMEOUT = timedelta(seconds=30)
 """How long ``until_idle`` waits for a first partition assignment before giving up."""
 
 _POLL_S = 0.2
+_CONSUME_MESSAGES = 10_000
 _COMMITTED_TIMEOUT_S = 30.0
 
 
@@ -59,7 +61,11 @@ class _Batch:
     (``forced``) or the offset before the next such range."""
     forced: bool
     last_offset: int = -1
-    records: list[FeatureRecord] = field(default_factory=list)
+    messages: int = 0
+    """Messages read into the batch, tombstones included."""
+    values: list[bytes] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    """Offset of each of ``values``."""
 
 
 @dataclass
@@ -98,9 +104,9 @@ class ArchiveSink:
         self._topic = topology.feature_log
         archive_dir.mkdir(parents=True, exist_ok=True)
         self._writer = ArchiveWriter(topology, archive_dir, source_types)
+        self._decoder = BatchDecoder(topology)
         self._max_records = max_records
         self._max_delay_s = max_delay.total_seconds()
-        self._views = {view.name for view in topology.feature_views}
         self._config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
             "group.id": sink_group(topology, archive_dir),
@@ -138,7 +144,7 @@ class ArchiveSink:
         )
         try:
             while not self._stop.is_set():
-                self._handle(consumer.poll(_POLL_S))
+                self._handle(consumer.consume(_CONSUME_MESSAGES, _POLL_S))
                 self._flush_due(time.monotonic())
                 if until_idle is not None and self._idle_long_enough(until_idle, started):
                     break
@@ -187,7 +193,7 @@ class ArchiveSink:
         # Uncommitted batches are dropped: the next owner reads their offsets again.
         for tp in partitions:
             state = self._partitions.pop(tp.partition, None)
-            pending = len(state.batch.records) if state and state.batch else 0
+            pending = len(state.batch.values) if state and state.batch else 0
             logger.info(
                 "sink_partition_revoked topic=%s partition=%d dropped_records=%d",
                 self._topic,
@@ -195,21 +201,34 @@ class ArchiveSink:
                 pending,
             )
 
-    def _handle(self, message: Message | None) -> None:
-        if message is None:
+    def _handle(self, messages: list[Message]) -> None:
+        """Add consumed messages to their partitions' batches, in order."""
+        errors = list(map(Message.error, messages))
+        # Not errors.count(None): comparing a KafkaError with None raises TypeError.
+        if all(error is None for error in errors):
+            self._add_runs(messages)
             return
-        error = message.error()
-        if error is not None:
-            self._handle_error(message, error)
+        start = 0
+        for position, error in enumerate(errors):
+            if error is not None:
+                self._add_runs(messages[start:position])
+                self._handle_error(messages[position], error)
+                start = position + 1
+        self._add_runs(messages[start:])
+
+    def _add_runs(self, messages: list[Message]) -> None:
+        """Add error-free messages, one run of consecutive messages of a partition at a time."""
+        if not messages:
             return
-        partition, offset = message.partition(), message.offset()
-        state = self._partitions.get(partition) if partition is not None else None
-        if state is None or partition is None or offset is None:
-            return
-        self._last_activity = time.monotonic()
-        state.at_end = False
-        record = self._decode(message)
-        self._add(partition, state, offset, record)
+        # A message without an error has its partition and offset set.
+        partitions: list[int] = list(map(Message.partition, messages))  # type: ignore[arg-type]
+        offsets: list[int] = list(map(Message.offset, messages))  # type: ignore[arg-type]
+        values = list(map(Message.value, messages))
+        start = 0
+        for position in range(1, len(messages) + 1):
+            if position == len(messages) or partitions[position] != partitions[start]:
+                self._add_run(partitions[start], offsets[start:position], values[start:position])
+                start = position
 
     def _handle_error(self, message: Message, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -222,61 +241,55 @@ class ArchiveSink:
             raise KafkaException(error)
         logger.warning("sink_consumer_error topic=%s error=%s", self._topic, error)
 
-    def _decode(self, message: Message) -> FeatureRecord | None:
-        """Decode a message; None for a tombstone or a view the topology lacks (both counted)."""
-        value = message.value()
-        if value is None:
-            self._skip("tombstone")
-            return None
-        try:
-            record = decode_record(value)
-        except SerializationError as exc:
-            logger.error(
-                "sink_undecodable_record topic=%s partition=%s offset=%s error=%s",
-                self._topic,
-                message.partition(),
-                message.offset(),
-                exc,
-            )
-            raise SerializationError(
-                f"feature-log record at {self._topic} partition {message.partition()} offset "
-                f"{message.offset()} cannot be decoded ({exc}); the sink stops there so that "
-                "no record is skipped unseen: fix the schema or the producer and run it again"
-            ) from exc
-        if record.view not in self._views:
-            reason = f"unknown_view:{record.view}"
-            if reason not in self._stats.skipped:
-                logger.warning(
-                    "sink_unknown_view topic=%s partition=%s offset=%s feature_view=%s",
-                    self._topic,
-                    message.partition(),
-                    message.offset(),
-                    record.view,
-                )
-            self._skip(reason)
-            return None
-        return record
-
-    def _skip(self, reason: str) -> None:
-        self._stats.skipped[reason] = self._stats.skipped.get(reason, 0) + 1
-
-    def _add(
-        self, partition: int, state: _PartitionState, offset: int, record: FeatureRecord | None
-    ) -> None:
-        while True:
+    def _add_run(self, partition: int, offsets: list[int], values: list[bytes | None]) -> None:
+        """Add messages of one partition, in offset order, cutting batches where they end."""
+        state = self._partitions.get(partition)
+        if state is None:
+            return
+        self._last_activity = time.monotonic()
+        state.at_end = False
+        start = 0
+        while start < len(offsets):
             batch = state.batch
             if batch is None:
-                batch = state.batch = self._open_batch(state, offset)
-            if batch.limit_offset is None or offset <= batch.limit_offset:
-                break
-            # The offset lies past the batch's limit, so every offset up to the limit has
-            # been read (the missing ones were compacted away): close the batch there.
-            self._flush(partition, state, batch.limit_offset)
-        batch.last_offset = offset
-        if record is not None:
-            batch.records.append(record)
-        if batch.limit_offset == offset:
-            self._flush(partition, state, offset)
+                batch = state.batch = self._open_batch(state, offsets[start])
+            if batch.limit_offset is not None and offsets[start] > batch.limit_offset:
+                # The offset lies past the batch's limit, so every offset up to the limit has
+                # been read (the missing ones were compacted away): close the batch there.
+                self._flush(partition, state, batch.limit_offset)
+                continue
+            stop = self._batch_stop(batch, offsets, start)
+            self._extend(batch, offsets[start:stop], values[start:stop])
+            start = stop
+            full = not batch.forced and batch.messages >= self._max_records
+            if full or batch.limit_offset == batch.last_offset:
+                self._flush(partition, state, batch.last_offset)
+
+    def _batch_stop(self, batch: _Batch, offsets: list[int], start: int) -> int:
+        """Return the end of the messages from ``start`` on that belong to ``batch``."""
+        stop = len(offsets)
+        if batch.limit_offset is not None:
+            stop = bisect_right(offsets, batch.limit_offset, start)
+        if not batch.forced:
+            stop = min(stop, start + self._max_records - batch.messages)
+        return stop
+
+    def _extend(self, batch: _Batch, offsets: list[int], values: list[bytes | None]) -> None:
+        batch.messages += len(offsets)
+        batch.last_offset = offsets[-1]
+        tombstones = values.count(None)
+        if not tombstones:
+            batch.values.extend(values)  # type: ignore[arg-type]
+            batch.offsets.extend(offsets)
+            return
+        self._skip("tombstone", tombstones)
+        for offset, value in zip(offsets, values, strict=True):
+            if value is not None:
+                batch.values.append(value)
+                batch.offsets.append(offset)
+
+    def _skip(self, reason: str, count: int) -> None:
+        self._stats.skipped[reason] = self._stats.skipped.get(reason, 0) + count
 
     def _open_batch(self, state: _PartitionState, offset: int) -> _Batch:
         start = state.next_start if state.next_start is not None else offset
@@ -295,10 +308,7 @@ class ArchiveSink:
             if batch.forced:
                 if state.at_end and batch.limit_offset is not None:
                     self._flush(partition, state, batch.limit_offset)
-            elif (
-                len(batch.records) >= self._max_records
-                or now - batch.opened_at >= self._max_delay_s
-            ):
+            elif now - batch.opened_at >= self._max_delay_s:
                 self._flush(partition, state, batch.last_offset)
 
     def _flush_all(self) -> None:
@@ -326,11 +336,15 @@ class ArchiveSink:
         batch = state.batch
         if batch is None:
             return
-        paths = self._writer.write_batch(partition, batch.start_offset, end_offset, batch.records)
+        rows = self._decoder.decode(partition, batch.values, batch.offsets)
+        for reason, count in rows.skipped.items():
+            self._skip(reason, count)
+        name = file_name(partition, batch.start_offset, end_offset)
+        paths = self._writer.write_decoded(name, rows.views, rows.records)
         self._commit(partition, end_offset + 1)
         state.batch = None
         state.next_start = end_offset + 1
-        self._stats.records += len(batch.records)
+        self._stats.records += rows.count
         self._stats.files += len(paths)
         self._stats.batches += 1
         logger.info(
@@ -340,7 +354,7 @@ class ArchiveSink:
             partition,
             batch.start_offset,
             end_offset,
-            len(batch.records),
+            rows.count,
             len(paths),
         )
 

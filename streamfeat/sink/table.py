@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from streamfeat.definitions.models import Feature, FeatureView, Function
 from streamfeat.errors import SerializationError
 from streamfeat.featurelog.record import FeatureRecord, FeatureValue
+from streamfeat.sink.columns import BOOLEAN, DOUBLE, LONG, NULL, STRING, FeatureValues, ViewRows
 from streamfeat.sink.layout import (
     AVAILABLE_AT,
     EVENT_TS,
@@ -23,7 +25,12 @@ from streamfeat.sink.layout import (
     LATEST_EVENT_TS,
     TIMESTAMP_TYPE,
     VERSION,
+    event_date,
 )
+
+_DAY_MS = 86_400_000
+_EXACT_FLOAT_LIMIT = 2**53
+"""Largest integer magnitude a float64 holds exactly; pyarrow rejects larger ints for float64."""
 
 _FIXED_TYPES: dict[Function, pa.DataType] = {
     Function.COUNT: pa.int64(),
@@ -69,6 +76,128 @@ def records_table(
         FEATURES_METADATA: json.dumps([*definitions, *extra]).encode(),
     }
     return pa.table(columns).replace_schema_metadata(metadata)
+
+
+def rows_tables(
+    view: FeatureView,
+    join_keys: Sequence[str],
+    rows: ViewRows,
+    column_types: Mapping[str, pa.DataType],
+) -> list[tuple[str, pa.Table]]:
+    """Build the archive tables of a view's decoded rows, one per UTC event date.
+
+    Returns (date, table) pairs in date order; each table keeps the rows' message order and
+    has the columns and types ``records_table`` gives the same records.
+    """
+    days = rows.event_ts_ms // _DAY_MS
+    order = np.argsort(days, kind="stable")
+    days = days[order]
+    bounds = np.flatnonzero(np.diff(days)) + 1
+    starts = [0, *bounds.tolist()]
+    stops = [*bounds.tolist(), len(days)]
+    indices = pa.array(order)
+    whole: dict[str, pa.Array] = {}
+    for key, values in zip(join_keys, rows.entity, strict=True):
+        whole[key] = values.take(indices)
+    whole[EVENT_TS] = pa.array(rows.event_ts_ms[order], TIMESTAMP_TYPE)
+    whole[LATEST_EVENT_TS] = pa.array(rows.latest_event_ts_ms[order], TIMESTAMP_TYPE)
+    whole[AVAILABLE_AT] = pa.array(rows.available_at_ms[order], TIMESTAMP_TYPE)
+    whole[VERSION] = pa.array(rows.version[order], pa.int32())
+    base = list(whole)
+    definitions = {feature.name: feature for feature in view.features}
+    inferred = []
+    for name, feature in definitions.items():
+        values = _take(rows.features[name], order)
+        data_type = _declared_type(feature, column_types.get(name))
+        if data_type is None:
+            inferred.append((name, values))
+        else:
+            whole[name] = _values_array(view.name, name, data_type, values)
+    metadata = {
+        JOIN_KEYS_METADATA: json.dumps(list(join_keys)).encode(),
+        FEATURES_METADATA: json.dumps(list(definitions)).encode(),
+    }
+    tables = []
+    for start, stop in zip(starts, stops, strict=True):
+        columns = {name: array.slice(start, stop - start) for name, array in whole.items()}
+        for name, values in inferred:
+            group = _slice(values, start, stop)
+            columns[name] = _values_array(view.name, name, _branches_type(group), group)
+        table = pa.table({name: columns[name] for name in [*base, *definitions]})
+        date = event_date(int(days[start]) * _DAY_MS)
+        tables.append((date, table.replace_schema_metadata(metadata)))
+    return tables
+
+
+def _declared_type(feature: Feature, column_type: pa.DataType | None) -> pa.DataType | None:
+    """Return the type fixed by the function or the source column, None when values decide."""
+    fixed = _FIXED_TYPES.get(feature.function)
+    return fixed if fixed is not None else column_type
+
+
+def _take(values: FeatureValues, order: np.ndarray) -> FeatureValues:
+    strings = None if values.strings is None else values.strings.take(pa.array(order))
+    return FeatureValues(values.branch[order], values.longs[order], values.doubles[order], strings)
+
+
+def _slice(values: FeatureValues, start: int, stop: int) -> FeatureValues:
+    strings = None if values.strings is None else values.strings.slice(start, stop - start)
+    return FeatureValues(
+        values.branch[start:stop], values.longs[start:stop], values.doubles[start:stop], strings
+    )
+
+
+_BRANCH_KINDS: dict[int, type] = {LONG: int, DOUBLE: float, STRING: str, BOOLEAN: bool}
+
+
+def _branches_type(values: FeatureValues) -> pa.DataType | None:
+    """Pick an Arrow type from the union branches present, as ``_inferred_type`` does."""
+    branches = set(np.unique(values.branch).tolist()) - {NULL}
+    return _kinds_type({_BRANCH_KINDS[branch] for branch in branches})
+
+
+def _values_array(
+    view: str, name: str, data_type: pa.DataType | None, values: FeatureValues
+) -> pa.Array:
+    """Build a feature's column from its branches; uncommon mixes go through ``pa.array``."""
+    branch = values.branch
+    kinds = set(np.unique(branch).tolist()) - {NULL}
+    nulls = branch == NULL
+    if data_type == pa.int64() and kinds <= {LONG}:
+        return pa.array(values.longs, pa.int64(), mask=nulls)
+    if data_type == pa.float64() and kinds <= {LONG, DOUBLE}:
+        longs = branch == LONG
+        if not (np.abs(values.longs[longs]) > _EXACT_FLOAT_LIMIT).any():
+            doubles = np.where(longs, values.longs.astype(np.float64), values.doubles)
+            return pa.array(doubles, pa.float64(), mask=nulls)
+    if data_type == pa.string() and kinds <= {STRING}:
+        if values.strings is None:
+            return pa.nulls(len(branch), pa.string())
+        return values.strings
+    if data_type == pa.bool_() and kinds <= {BOOLEAN}:
+        return pa.array(values.longs.astype(np.bool_), pa.bool_(), mask=nulls)
+    if data_type == pa.null() and not kinds:
+        return pa.nulls(len(branch))
+    return _feature_array(view, name, data_type, _python_values(values))
+
+
+def _python_values(values: FeatureValues) -> list[FeatureValue]:
+    """Return the values as ``decode_record`` gives them, for the rare mixes of branches."""
+    longs, doubles = values.longs.tolist(), values.doubles.tolist()
+    strings = values.strings.to_pylist() if values.strings is not None else []
+    converted: list[FeatureValue] = []
+    for row, branch in enumerate(values.branch.tolist()):
+        if branch == LONG:
+            converted.append(longs[row])
+        elif branch == DOUBLE:
+            converted.append(doubles[row])
+        elif branch == STRING:
+            converted.append(strings[row])
+        elif branch == BOOLEAN:
+            converted.append(bool(longs[row]))
+        else:
+            converted.append(None)
+    return converted
 
 
 def _join_key(record: FeatureRecord, join_keys: Sequence[str]) -> tuple[str, ...]:
@@ -117,7 +246,10 @@ def _inferred_type(values: Sequence[FeatureValue]) -> pa.DataType | None:
     with the other files' type, but DuckDB then needs ``union_by_name=true``; declaring the
     source schema (see ``source_types``) avoids it.
     """
-    kinds = {type(value) for value in values if value is not None}
+    return _kinds_type({type(value) for value in values if value is not None})
+
+
+def _kinds_type(kinds: set[type]) -> pa.DataType | None:
     if not kinds:
         return pa.null()
     if kinds == {bool}:

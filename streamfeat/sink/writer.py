@@ -3,6 +3,9 @@
 A file is written under a hidden temporary name, synced, then renamed into place, so readers
 never see half a file. Its name comes from the feature-log partition and the batch's offset
 range, so writing the same batch again replaces the file instead of adding rows.
+
+The files of one batch are written by a few threads at once: pyarrow's encoder and the syncs
+release the GIL, and a batch of records spread over many dates makes many small files.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,11 +22,16 @@ import pyarrow.parquet as pq
 
 from streamfeat.definitions.models import Topology
 from streamfeat.featurelog.record import FeatureRecord
+from streamfeat.sink.columns import ViewRows
 from streamfeat.sink.layout import date_folder, event_date, file_name, parse_file_name
 from streamfeat.sink.source_types import SourceTypes
-from streamfeat.sink.table import records_table
+from streamfeat.sink.table import records_table, rows_tables
 
 logger = logging.getLogger(__name__)
+
+
+WRITE_THREADS = 4
+"""Files of one batch written at once."""
 
 
 class ArchiveWriter:
@@ -36,6 +45,7 @@ class ArchiveWriter:
         self._column_types: dict[str, dict[str, pa.DataType]] = defaultdict(dict)
         for (view, feature), data_type in (source_types or {}).items():
             self._column_types[view][feature] = data_type
+        self._threads: ThreadPoolExecutor | None = None
 
     def write_batch(
         self, partition: int, first_offset: int, last_offset: int, records: Sequence[FeatureRecord]
@@ -48,18 +58,51 @@ class ArchiveWriter:
 
     def write_named(self, name: str, records: Sequence[FeatureRecord]) -> list[Path]:
         """Write ``records`` as files called ``name``, one per (view, event date)."""
+        return self.write_decoded(name, [], records)
+
+    def write_decoded(
+        self, name: str, views: Sequence[ViewRows], records: Sequence[FeatureRecord]
+    ) -> list[Path]:
+        """Write decoded rows and records as files called ``name``, one per (view, event date).
+
+        ``views`` and ``records`` hold different views, each defined in the topology.
+        """
+        tables = self._records_tables(records)
+        for rows in views:
+            view = self._topology.view(rows.view)
+            join_keys = self._topology.entity(view.entity).join_keys
+            for date, table in rows_tables(view, join_keys, rows, self._column_types[view.name]):
+                tables[(view.name, date)] = table
+        return self._write_tables(name, tables)
+
+    def _records_tables(self, records: Sequence[FeatureRecord]) -> dict[tuple[str, str], pa.Table]:
         groups: dict[tuple[str, str], list[FeatureRecord]] = defaultdict(list)
         for record in records:
             groups[(record.view, event_date(record.event_ts_ms))].append(record)
-        paths = []
-        for (view_name, date), group in sorted(groups.items()):
+        tables = {}
+        for (view_name, date), group in groups.items():
             view = self._topology.view(view_name)
             join_keys = self._topology.entity(view.entity).join_keys
-            table = records_table(view, join_keys, group, self._column_types[view_name])
-            paths.append(
-                _write_atomically(table, date_folder(self._archive_dir, view_name, date), name)
-            )
-        return paths
+            column_types = self._column_types[view_name]
+            tables[(view_name, date)] = records_table(view, join_keys, group, column_types)
+        return tables
+
+    def _write_tables(self, name: str, tables: dict[tuple[str, str], pa.Table]) -> list[Path]:
+        """Write every table and wait for all of them, so that none is left half done."""
+        jobs = [
+            (table, date_folder(self._archive_dir, view, date), name)
+            for (view, date), table in sorted(tables.items())
+        ]
+        if len(jobs) <= 1:
+            return [_write_atomically(*job) for job in jobs]
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="archive-write")
+        futures = [self._threads.submit(_write_atomically, *job) for job in jobs]
+        errors = [future.exception() for future in futures]
+        for error in errors:
+            if error is not None:
+                raise error
+        return [future.result() for future in futures]
 
     def existing_ranges(self, partitions: Sequence[int]) -> dict[int, dict[int, int]]:
         """Find the offset ranges already in the archive: partition -> first offset -> last.
@@ -83,8 +126,12 @@ def _write_atomically(table: pa.Table, folder: Path, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / name
     temporary = folder / f".{name}.tmp"
+    # Encoding into an Arrow buffer runs without the GIL; a Python file object would take it
+    # for every write pyarrow makes.
+    encoded = pa.BufferOutputStream()
+    pq.write_table(table, encoded)
     with open(temporary, "wb") as handle:
-        pq.write_table(table, handle)
+        handle.write(encoded.getvalue())
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, final)
