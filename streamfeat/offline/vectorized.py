@@ -1,190 +1,292 @@
-"""Vectorized records of one feature view from one entity's accepted events, with numpy.
+"""Vectorized records of one feature view from its accepted events, all entities at once.
 
 It computes the same records as the per-event core, for in-order and out-of-order input alike.
-There is one record at every distinct event time, and one at every slot boundary up to
+Each entity gets a record at every distinct event time, and one at every slot boundary up to
 ``until_ms`` where the value changes because a slot left the window.
 
 The value as of ``t`` covers the events with ``e - W <= ts <= t``, ``e = floor(t / h) * h + h``.
-Both ends become index ranges of the sorted events through ``searchsorted``. Prefix sums then
-give counts, sums and means, a sparse table gives minima and maxima, and the index of the last
-non-null value gives ``last``. Views with other functions (variance, distinct count,
-percentiles) go through the per-event core instead.
+Events are sorted by (entity, time), keeping delivery order among equal times, and each
+(entity, time) pair is folded into one int64 key. Both ends of every record's window then
+become index ranges of the sorted events through one ``searchsorted``. Range counts, sums,
+extremes and the last non-null value give the features. Views with other functions (variance,
+distinct count, percentiles) or with columns of other types go through the per-event core.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from streamfeat.definitions.models import FeatureView, Function
+from streamfeat.definitions.models import Feature, FeatureView, Function
+from streamfeat.offline._range_tables import range_counts, range_extremes, range_sums
+
+Ints = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
 
 VECTORIZED = frozenset(
     {Function.COUNT, Function.SUM, Function.MEAN, Function.MIN, Function.MAX, Function.LAST}
 )
+_KEY_LIMIT = 2**62
+"""Largest (entity, time) key; entities are split into groups whose keys stay below it."""
 
-Ints = npt.NDArray[np.int64]
-Floats = npt.NDArray[np.float64]
 
+def is_vectorized(view: FeatureView, column_types: Mapping[str, pa.DataType]) -> bool:
+    """True when every feature of ``view`` has a vectorized form for its column's Arrow type.
 
-def is_vectorized(view: FeatureView) -> bool:
-    """True when every feature of ``view`` has a vectorized implementation."""
-    return all(feature.function in VECTORIZED for feature in view.features)
+    A column missing from ``column_types`` is null in every event, which every form handles.
+    """
+    for feature in view.features:
+        if feature.function not in VECTORIZED:
+            return False
+        kind = column_types.get(feature.column or "")
+        if feature.column is None or kind is None or feature.function is Function.COUNT:
+            continue
+        if feature.function is Function.LAST:
+            supported = (
+                _is_number(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            )
+        elif feature.function in (Function.MIN, Function.MAX):
+            supported = _is_number(kind)
+        else:
+            supported = _is_number(kind) or pa.types.is_uint64(kind)
+        if not supported:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
-class EntityRecords:
-    """Records of one entity: event times, latest event times and one value column per feature."""
+class ViewRecords:
+    """Records of one view: entity code, event time, latest event time and one array per feature."""
 
+    entity: Ints
     event_ts_ms: Ints
     latest_event_ts_ms: Ints
-    values: list[list[Any]]
+    values: list[pa.Array]
 
 
-def entity_records(
-    view: FeatureView, ts_ms: Ints, columns: dict[str, Floats], until_ms: int
-) -> EntityRecords:
-    """Compute the records of ``view`` for one entity's events, sorted by time.
+def view_records(
+    view: FeatureView,
+    entity: Ints,
+    ts_ms: Ints,
+    columns: Mapping[str, pa.Array],
+    until_ms: int,
+) -> ViewRecords:
+    """Compute the records of ``view`` from its accepted events, given in delivery order.
 
-    Events with equal times stay in delivery order. ``columns`` contains each used column as
-    float64 with NaN for null. ``until_ms`` is the emission clock at the end, the last time a
-    slot-boundary record can fall due.
+    ``entity`` holds each event's entity code (0 to the number of entities - 1), ``columns``
+    each used column (a missing one is null throughout). ``until_ms`` is the emission clock at
+    the end, the last time a slot-boundary record can fall due. Records come sorted by entity
+    code, then time.
     """
-    length, hop = view.window.length_ms, view.window.hop_ms
-    times = _record_times(ts_ms, length, hop, until_ms)
-    hi = np.searchsorted(ts_ms, times, side="right")
-    window_start = (times // hop) * hop + hop - length
-    lo = np.searchsorted(ts_ms, window_start, side="left")
-    latest = ts_ms[hi - 1]
-    features = [_feature(view, f.function, f.column, columns, lo, hi) for f in view.features]
-    keep = _keep(times, ts_ms, features, hop, length)
-    return EntityRecords(
-        event_ts_ms=times[keep],
-        latest_event_ts_ms=latest[keep],
-        values=[_python(column[keep]) for column in features],
+    order = _by_entity_then_time(entity, ts_ms)
+    entity, ts_ms = entity[order], ts_ms[order]
+    taken = {name: column.take(pa.array(order)) for name, column in columns.items()}
+    parts = [
+        _group_records(view, entity, ts_ms, taken, until_ms, start, stop)
+        for start, stop in _entity_groups(entity, ts_ms, view, until_ms)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        values = [pa.array([], _empty_type(f)) for f in view.features]
+        return ViewRecords(empty, empty, empty, values)
+    return ViewRecords(
+        np.concatenate([p.entity for p in parts]),
+        np.concatenate([p.event_ts_ms for p in parts]),
+        np.concatenate([p.latest_event_ts_ms for p in parts]),
+        [pa.concat_arrays([p.values[i] for p in parts]) for i in range(len(view.features))],
     )
 
 
-def _record_times(ts_ms: Ints, length: int, hop: int, until_ms: int) -> Ints:
-    """Distinct event times and the boundaries of non-empty slots up to ``until_ms``."""
-    boundaries = np.unique(ts_ms // hop) * hop + length
-    boundaries = boundaries[boundaries <= until_ms]
-    return np.unique(np.concatenate([ts_ms, boundaries]))
+@dataclass(frozen=True)
+class _Windows:
+    """Candidate record times of a group of entities and the event range of each one's window."""
+
+    entity: Ints
+    time_ms: Ints
+    is_event: Mask
+    lo: Ints
+    hi: Ints
 
 
-def _keep(
-    times: Ints, ts_ms: Ints, features: list[Any], hop: int, length: int
-) -> npt.NDArray[np.bool_]:
-    """Event times always; a boundary only when its values differ from one ms before."""
-    is_event = np.isin(times, ts_ms)
-    if is_event.all():
-        return is_event
-    before = times - 1
-    changed = np.zeros(len(times), dtype=bool)
-    for column in features:
-        previous = _shift_lookup(times, before, column)
-        changed |= ~_same(column, previous)
-    return is_event | changed
+def _group_records(
+    view: FeatureView,
+    entity: Ints,
+    ts_ms: Ints,
+    columns: Mapping[str, pa.Array],
+    until_ms: int,
+    start: int,
+    stop: int,
+) -> ViewRecords:
+    """Records of the sorted events ``start:stop``, whose entities form one key group."""
+    entity, ts_ms = entity[start:stop], ts_ms[start:stop]
+    columns = {name: column.slice(start, stop - start) for name, column in columns.items()}
+    windows = _windows(view, entity, ts_ms, until_ms)
+    values = [_feature(feature, columns, windows, len(ts_ms)) for feature in view.features]
+    keep = windows.is_event | _changed(values)
+    kept = pa.array(keep)
+    return ViewRecords(
+        entity=windows.entity[keep],
+        event_ts_ms=windows.time_ms[keep],
+        latest_event_ts_ms=ts_ms[windows.hi[keep] - 1],
+        values=[column.filter(kept) for column in values],
+    )
 
 
-def _shift_lookup(times: Ints, before: Ints, column: Any) -> Any:
-    """Values as of ``before`` where those equal the last earlier record's values.
+def _windows(view: FeatureView, entity: Ints, ts_ms: Ints, until_ms: int) -> _Windows:
+    """Record times (event times and slot boundaries) and their windows' event ranges."""
+    length, hop = view.window.length_ms, view.window.hop_ms
+    first_entity = int(entity[0])
+    entity = entity - first_entity
+    base = int(ts_ms.min()) - length
+    stride = max(int(ts_ms.max()), until_ms) - base + 1
+    keys = entity * stride + (ts_ms - base)
 
-    Between two record times the value cannot change except at a boundary, so the value one
-    millisecond before a boundary is the value of the previous record time (or none).
-    """
-    previous = np.empty(len(times), dtype=object)
-    previous[0] = _MISSING
-    previous[1:] = column[:-1]
-    return previous
+    last_at_time = np.ones(len(keys), dtype=bool)
+    last_at_time[:-1] = keys[1:] != keys[:-1]
+    slot = ts_ms // hop
+    first_in_slot = np.ones(len(keys), dtype=bool)
+    first_in_slot[1:] = (entity[1:] != entity[:-1]) | (slot[1:] != slot[:-1])
+    boundary_ms = slot[first_in_slot] * hop + length
+    due = boundary_ms <= until_ms
+    boundary_keys = entity[first_in_slot][due] * stride + (boundary_ms[due] - base)
 
+    # Both key lists are sorted, so the stable sort merges two runs; at a tie the event comes
+    # first, and only the first of equal keys is kept.
+    merged = np.concatenate([keys[last_at_time], boundary_keys])
+    order = np.argsort(merged, kind="stable")
+    candidates = merged[order]
+    first = np.ones(len(candidates), dtype=bool)
+    first[1:] = candidates[1:] != candidates[:-1]
+    candidates = candidates[first]
+    is_event = order[first] < int(last_at_time.sum())
 
-_MISSING = object()
-
-
-def _same(column: Any, previous: Any) -> npt.NDArray[np.bool_]:
-    out = np.empty(len(column), dtype=bool)
-    for i, (a, b) in enumerate(zip(column, previous, strict=True)):
-        out[i] = (a is None and b is None) or (
-            a is not None and b is not _MISSING and b is not None and a == b
-        )
-    return out
+    record_entity, offset = np.divmod(candidates, stride)
+    time_ms = offset + base
+    window_start = (time_ms // hop) * hop + hop - length
+    hi = np.searchsorted(keys, candidates, side="right")
+    lo = np.searchsorted(keys, record_entity * stride + (window_start - base), side="left")
+    return _Windows(record_entity + first_entity, time_ms, is_event, lo, hi)
 
 
 def _feature(
-    view: FeatureView,
-    function: Function,
-    column: str | None,
-    columns: dict[str, Floats],
-    lo: Ints,
-    hi: Ints,
-) -> Any:
-    events = hi - lo
-    if function is Function.COUNT and column is None:
-        return events.astype(object)
-    values = columns[column or ""]
-    present = ~np.isnan(values)
-    present_prefix = np.concatenate([[0], np.cumsum(present)])
-    n = present_prefix[hi] - present_prefix[lo]
+    feature: Feature, columns: Mapping[str, pa.Array], windows: _Windows, events: int
+) -> pa.Array:
+    """One feature's value at every candidate record time."""
+    lo, hi = windows.lo, windows.hi
+    if feature.function is Function.COUNT and feature.column is None:
+        return pa.array(hi - lo, pa.int64())
+    column = columns.get(feature.column or "")
+    if column is None:
+        column = pa.nulls(events)
+    present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    count = range_counts(present, lo, hi)
+    empty = count == 0
+    function = feature.function
     if function is Function.COUNT:
-        return n.astype(object)
-    if function in (Function.SUM, Function.MEAN):
-        sums = np.concatenate([[0.0], np.cumsum(np.where(present, values, 0.0))])
-        total = sums[hi] - sums[lo]
-        result = total if function is Function.SUM else total / np.maximum(n, 1)
-        return np.where(n > 0, result, None)
-    if function in (Function.MIN, Function.MAX):
-        fill = np.inf if function is Function.MIN else -np.inf
-        pick = np.minimum if function is Function.MIN else np.maximum
-        table = _SparseTable(np.where(present, values, fill), pick)
-        extremes: Any = table.query(lo, hi)
-        return np.where(n > 0, extremes, None)
+        return pa.array(count, pa.int64())
     if function is Function.LAST:
-        index = np.where(present, np.arange(len(values)), -1)
-        last_present = np.maximum.accumulate(index) if len(index) else index
-        at = last_present[np.maximum(hi - 1, 0)]
-        ok = (hi > lo) & (at >= lo)
-        return np.where(ok, values[np.clip(at, 0, None)], None)
-    raise ValueError(f"view {view.name!r}: {function.value} is not vectorized")
+        return _last(column, present, lo, hi)
+    if function in (Function.SUM, Function.MEAN):
+        values = _numbers(column, pa.float64())
+        sums = range_sums(np.where(present, values, 0.0), lo, hi)
+        result = sums if function is Function.SUM else sums / np.maximum(count, 1)
+        return pa.array(result, pa.float64(), mask=empty)
+    return _extreme(function, column, present, lo, hi, empty)
 
 
-class _SparseTable:
-    """Range minimum or maximum over [lo, hi) in O(1) per query after O(n log n) set-up."""
-
-    def __init__(self, values: Floats, pick: Any) -> None:
-        self.pick = pick
-        self.levels = [values]
-        width = 1
-        while width * 2 <= len(values):
-            previous = self.levels[-1]
-            self.levels.append(pick(previous[:-width], previous[width:]))
-            width *= 2
-
-    def query(self, lo: Ints, hi: Ints) -> Floats:
-        span = np.maximum(hi - lo, 1)
-        level = np.floor(np.log2(span)).astype(np.int64)
-        result = np.empty(len(lo))
-        for k in np.unique(level):
-            mask = level == k
-            table = self.levels[k]
-            left = np.clip(lo[mask], 0, len(table) - 1)
-            right = np.clip(hi[mask] - (1 << int(k)), 0, len(table) - 1)
-            result[mask] = self.pick(table[left], table[right])
-        return result
+def _extreme(
+    function: Function, column: pa.Array, present: Mask, lo: Ints, hi: Ints, empty: Mask
+) -> pa.Array:
+    """Minimum or maximum, in the column's own kind (integers stay exact)."""
+    kind = column.type
+    floating = pa.types.is_floating(kind) or pa.types.is_null(kind)
+    values = _numbers(column, pa.float64() if floating else pa.int64())
+    info = np.finfo(np.float64) if floating else np.iinfo(np.int64)
+    is_min = function is Function.MIN
+    fill = (np.inf if is_min else -np.inf) if floating else (info.max if is_min else info.min)
+    pick = np.minimum if is_min else np.maximum
+    extremes = range_extremes(np.where(present, values, fill), lo, hi, pick)
+    result = pa.array(extremes, pa.float64() if floating else pa.int64(), mask=empty)
+    return result.cast(pa.bool_()) if pa.types.is_boolean(kind) else result
 
 
-def _python(column: Any) -> list[Any]:
-    """Convert numpy scalars to plain Python values, keeping None."""
-    values = []
-    for value in column:
-        if value is not None and hasattr(value, "item"):
-            value = value.item()
-        values.append(value)
-    return values
+def _last(column: pa.Array, present: Mask, lo: Ints, hi: Ints) -> pa.Array:
+    """The last non-null value in each range: equal times keep delivery order (later wins)."""
+    index = np.where(present, np.arange(len(present)), -1)
+    last_present = np.maximum.accumulate(index) if len(index) else index
+    at = last_present[np.maximum(hi - 1, 0)]
+    found = (hi > lo) & (at >= lo)
+    taken = column.take(pa.array(np.where(found, at, 0)))
+    return pc.if_else(pa.array(found), taken, pa.scalar(None, column.type))
 
 
-def sort_events(ts_ms: Ints) -> Ints:
-    """Return the stable order of events by time; equal times keep their delivery order."""
-    return np.argsort(ts_ms, kind="stable")
+def _changed(values: list[pa.Array]) -> Mask:
+    """Candidates whose values differ from the previous candidate's (the value just before)."""
+    changed = np.zeros(len(values[0]) if values else 0, dtype=bool)
+    if len(changed) < 2:
+        changed[:] = True
+        return changed
+    changed[0] = True
+    for column in values:
+        if pa.types.is_null(column.type):
+            continue
+        current, previous = column.slice(1), column.slice(0, len(column) - 1)
+        equal = pc.fill_null(pc.equal(current, previous), False)
+        both_null = pc.and_(current.is_null(), previous.is_null())
+        same = pc.or_(equal, both_null).to_numpy(zero_copy_only=False)
+        changed[1:] |= ~np.asarray(same, dtype=bool)
+    return changed
+
+
+def _numbers(column: pa.Array, kind: pa.DataType) -> npt.NDArray[np.generic]:
+    """The column's values as numpy numbers of ``kind``, nulls as 0."""
+    if pa.types.is_null(column.type):
+        return np.zeros(len(column), dtype=kind.to_pandas_dtype())
+    # Integers round to the nearest float, as ``float(value)`` does in the core.
+    converted = pc.cast(column, kind, safe=not pa.types.is_floating(kind)).fill_null(0)
+    return np.asarray(converted.to_numpy(zero_copy_only=False))
+
+
+def _by_entity_then_time(entity: Ints, ts_ms: Ints) -> Ints:
+    """Stable order by entity, then time; events delivered in time order need one sort only."""
+    if len(ts_ms) > 1 and not np.all(ts_ms[1:] >= ts_ms[:-1]):
+        by_time = np.argsort(ts_ms, kind="stable")
+        return by_time[np.argsort(entity[by_time], kind="stable")]
+    return np.argsort(entity, kind="stable")
+
+
+def _entity_groups(
+    entity: Ints, ts_ms: Ints, view: FeatureView, until_ms: int
+) -> list[tuple[int, int]]:
+    """Split the sorted events into runs of whole entities whose keys fit in an int64."""
+    if len(entity) == 0:
+        return []
+    span = max(int(ts_ms.max()), until_ms) - int(ts_ms.min()) + view.window.length_ms + 1
+    per_group = max(1, _KEY_LIMIT // span)
+    edges = np.searchsorted(entity, np.arange(0, int(entity[-1]) + 1, per_group), side="left")
+    bounds = [*edges.tolist(), len(entity)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def _empty_type(feature: Feature) -> pa.DataType:
+    if feature.function is Function.COUNT:
+        return pa.int64()
+    return pa.float64() if feature.function in (Function.SUM, Function.MEAN) else pa.null()
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    if pa.types.is_uint64(kind):
+        return False
+    return bool(
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+    )

@@ -211,3 +211,149 @@ def test_events_file_without_event_time_column_is_an_error(tmp_path):
     pq.write_table(pa.Table.from_pylist([{"route": "a", "when": 1}]), events)
     with pytest.raises(ConfigurationError, match="no column local_time"):
         backfill(topology, "trips", events, tmp_path / "archive", schemas, clock=NOW)
+
+
+RICH_SCHEMA = {
+    "type": "record",
+    "name": "Ride",
+    "namespace": "test",
+    "fields": [
+        {"name": "ride_id", "type": ["null", "string"], "default": None},
+        {"name": "route", "type": ["null", "string"], "default": None},
+        {"name": "driver", "type": ["null", "string"], "default": None},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "fare", "type": ["null", "double"], "default": None},
+    ],
+}
+
+
+def rich_setup(tmp_path, features=None):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "ride.avsc").write_text(json.dumps(RICH_SCHEMA))
+    features = features or [{"name": "n", "function": "count"}]
+    topology = Topology.model_validate(
+        {
+            "name": "rides",
+            "entities": [
+                {"name": "route", "join_keys": ["route"]},
+                {"name": "driver", "join_keys": ["driver"]},
+            ],
+            "sources": [
+                {
+                    "name": "rides",
+                    "topic": "rides",
+                    "schema": "ride.avsc",
+                    "event_time": {"field": "at"},
+                    "event_id": "ride_id",
+                    "allowed_lateness": "1m",
+                    "constraints": {"ranges": {"fare": {"min": 0}}},
+                }
+            ],
+            "feature_views": [
+                {
+                    "name": "by_route",
+                    "entity": "route",
+                    "source": "rides",
+                    "window": {"length": "1h", "hop": "10m"},
+                    "features": features,
+                },
+                {
+                    "name": "by_driver",
+                    "entity": "driver",
+                    "source": "rides",
+                    "window": {"length": "1h"},
+                    "features": [{"name": "n", "function": "count"}],
+                },
+            ],
+        }
+    )
+    return topology, schemas
+
+
+def ride(ride_id, route, driver, iso, fare=1.0):
+    return {"ride_id": ride_id, "route": route, "driver": driver, "at": ms(iso), "fare": fare}
+
+
+def test_rejections_are_counted_per_view_in_reason_order(tmp_path, caplog):
+    topology, schemas = rich_setup(tmp_path)
+    events = tmp_path / "events.parquet"
+    rows = [
+        ride("r1", "a", "d1", "2025-02-03T10:00:00.000Z"),
+        ride("r2", None, None, "2025-02-03T10:01:00.000Z"),
+        ride("r3", "a", None, "2025-02-03T10:02:00.000Z"),
+        ride("r4", "a", "d1", "2025-02-03T10:03:00.000Z", fare=-1.0),
+        ride("r5", "a", "d1", "2025-02-03T10:04:00.000Z", fare=float("nan")),
+        ride("r1", "a", "d1", "2025-02-03T10:05:00.000Z"),
+        ride("r6", "a", "d1", "2025-02-03T09:00:00.000Z"),
+        ride("r7", "a", "d1", "1969-12-31T23:59:59.999Z"),
+        ride("r8", "b", "d2", "2025-02-03T10:06:00.000Z"),
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), events)
+    with caplog.at_level("WARNING", logger="streamfeat.offline.backfill"):
+        stats = backfill(topology, "rides", events, tmp_path / "archive", schemas, clock=NOW)
+    assert stats.events == 9
+    assert stats.accepted == 3
+    assert list(stats.rejected.items()) == [
+        (("by_route", "missing_key"), 1),
+        (("by_driver", "missing_key"), 2),
+        (("by_route", "out_of_range"), 1),
+        (("by_driver", "out_of_range"), 1),
+        (("by_route", "not_finite"), 1),
+        (("by_driver", "not_finite"), 1),
+        (("by_route", "constraint"), 1),
+        (("by_driver", "constraint"), 1),
+        (("by_route", "duplicate"), 1),
+        (("by_driver", "duplicate"), 1),
+        (("by_route", "late"), 1),
+        (("by_driver", "late"), 1),
+    ]
+    assert "reason=constraint events=1 views=by_route,by_driver first_row=3" in caplog.text
+    assert "reason=late events=1 views=by_route,by_driver first_row=6" in caplog.text
+
+
+def test_view_without_vectorized_form_replays_through_the_core(tmp_path):
+    features = [
+        {"name": "n", "function": "count"},
+        {"name": "spread", "function": "stddev", "column": "fare"},
+        {"name": "top", "function": "max", "column": "fare"},
+    ]
+    topology, schemas = rich_setup(tmp_path, features)
+    events = tmp_path / "events.parquet"
+    rows = [
+        ride("r1", "a", "d1", "2025-02-03T10:00:00.000Z", fare=2.0),
+        ride("r2", "a", None, "2025-02-03T10:20:00.000Z", fare=4.0),
+        ride("r3", "b", "d1", "2025-02-03T10:25:00.000Z", fare=9.0),
+        ride("r4", "a", "d2", "2025-02-03T12:00:00.000Z", fare=None),
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), events)
+    backfill(topology, "rides", events, tmp_path / "archive", schemas, clock=NOW)
+    records = read_archive(tmp_path / "archive", "by_route")
+    route_a = records[records["route"] == "a"]
+    at = {row.event_ts.isoformat(): (row.n, row.spread, row.top) for row in route_a.itertuples()}
+    assert at["2025-02-03T10:00:00+00:00"][0] == 1
+    assert at["2025-02-03T10:20:00+00:00"][0] == 2
+    assert at["2025-02-03T10:20:00+00:00"][1] == pytest.approx(2.0**0.5)
+    assert at["2025-02-03T10:20:00+00:00"][2] == 4.0
+    assert at["2025-02-03T11:00:00+00:00"][0] == 1
+    assert at["2025-02-03T11:20:00+00:00"][0] == 0
+    assert sorted(at) == [
+        "2025-02-03T10:00:00+00:00",
+        "2025-02-03T10:20:00+00:00",
+        "2025-02-03T11:00:00+00:00",
+        "2025-02-03T11:20:00+00:00",
+        "2025-02-03T12:00:00+00:00",
+    ]
+
+
+def test_csv_empty_cells_are_nulls_and_bad_values_are_errors(tmp_path):
+    topology, schemas = rich_setup(tmp_path)
+    events = tmp_path / "events.csv"
+    at = ms("2025-02-03T10:00:00.000Z")
+    events.write_text(f"ride_id,route,driver,at,fare\nr1,a,,{at},\nr2,,,{at + 1},2.5\n")
+    stats = backfill(topology, "rides", events, tmp_path / "archive", schemas, clock=NOW)
+    assert stats.accepted == 1
+    assert dict(stats.rejected) == {("by_route", "missing_key"): 1, ("by_driver", "missing_key"): 2}
+    events.write_text(f"ride_id,route,driver,at,fare\nr1,a,d,{at},cheap\n")
+    with pytest.raises(ConfigurationError, match="does not fit its field's type"):
+        backfill(topology, "rides", events, tmp_path / "archive2", schemas, clock=NOW)
