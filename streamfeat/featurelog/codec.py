@@ -7,15 +7,12 @@ an int as an int and a float as a float (2.0 stays a float).
 
 from __future__ import annotations
 
-import io
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-from fastavro import schemaless_writer
-
-from streamfeat.errors import ConfigurationError, SerializationError
-from streamfeat.featurelog.record import FeatureRecord, FeatureValue, log_key
+from streamfeat.errors import ConfigurationError
+from streamfeat.featurelog.avro_body import record_body
+from streamfeat.featurelog.record import FeatureRecord, log_key
 from streamfeat.serialization import Decoder, SchemaStore
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -42,42 +39,14 @@ def _decoder() -> Decoder:
     return schema_store().decoder(FEATURE_RECORD_SCHEMA)
 
 
-def _tagged(feature: str, value: FeatureValue) -> Any:
-    # bool is tested before int because bool is a subclass of int.
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return ("boolean", value)
-    if isinstance(value, int):
-        return ("long", value)
-    if isinstance(value, float):
-        return ("double", value)
-    if isinstance(value, str):
-        return ("string", value)
-    raise SerializationError(
-        f"feature {feature!r} has the value {value!r} of type {type(value).__name__}; "
-        "feature values must be int, float, str, bool or None"
-    )
-
-
 def encode_record(record: FeatureRecord) -> bytes:
     """Encode a feature record as a single-object Avro message."""
-    datum = {
-        "view": record.view,
-        "version": record.version,
-        "entity": list(record.entity),
-        "event_ts": record.event_ts_ms,
-        "latest_event_ts": record.latest_event_ts_ms,
-        "available_at": record.available_at_ms,
-        "values": {name: _tagged(name, value) for name, value in record.values.items()},
-    }
-    # The datum is built here with checked types, so it skips the store's per-record type
-    # check, which costs more than the encoding itself.
-    schema = schema_store().schema(FEATURE_RECORD_SCHEMA)
-    buffer = io.BytesIO()
-    buffer.write(schema.header)
-    schemaless_writer(buffer, schema.plain, datum)
-    return buffer.getvalue()
+    return _header() + record_body(record)
+
+
+@lru_cache(maxsize=1)
+def _header() -> bytes:
+    return schema_store().schema(FEATURE_RECORD_SCHEMA).header
 
 
 def decode_record(data: bytes | None) -> FeatureRecord:
