@@ -45,6 +45,8 @@ class Slot:
 
     closed: list[Any] | None = None
     open: dict[int, list[Any]] = field(default_factory=dict)
+    open_merged: tuple[int, list[Any]] | None = field(default=None, compare=False)
+    """Not stored: the latest open event time and the merge of every open row."""
 
     def to_wire(self) -> list[Any]:
         return [self.closed, self.open]
@@ -128,6 +130,10 @@ class ViewEngine:
             if row is None:
                 row = slot.open[ts_ms] = self.aggregator.empty()
             self.aggregator.add(row, event, ts_ms, seq)
+            if slot.open_merged is not None:
+                latest_ms, merged = slot.open_merged
+                self.aggregator.add(merged, event, ts_ms, seq)
+                slot.open_merged = (max(latest_ms, ts_ms), merged)
 
         leaves_at = slot_index * self.hop_ms + self.length_ms
         emissions = [self._emission(state, ts_ms)]
@@ -198,6 +204,7 @@ class ViewEngine:
             elif slot.closed is None and start + self.hop_ms <= watermark_ms:
                 slot.closed = self._merge_open(slot)
                 slot.open = {}
+                slot.open_merged = None
         for record_ts in [ts for ts in state.records if ts < watermark_ms]:
             del state.records[record_ts]
 
@@ -209,10 +216,25 @@ class ViewEngine:
         if slot is not None:
             if slot.closed is not None:
                 self.aggregator.merge_into(total, slot.closed)
-            for ts, row in slot.open.items():
-                if ts <= as_of_ms:
-                    self.aggregator.merge_into(total, row)
+            if slot.open:
+                self._merge_open_as_of(total, slot, as_of_ms)
         return self.aggregator.values(total)
+
+    def _merge_open_as_of(self, total: list[Any], slot: Slot, as_of_ms: int) -> None:
+        """Merge the slot's open rows at or before ``as_of_ms`` into ``total``.
+
+        Events mostly arrive in time order, so most reads cover every open row: their merge is
+        kept on the slot and updated as events arrive.
+        """
+        if slot.open_merged is None:
+            slot.open_merged = (max(slot.open), self._merge_open(slot))
+        latest_ms, merged = slot.open_merged
+        if as_of_ms >= latest_ms:
+            self.aggregator.merge_into(total, merged)
+            return
+        for ts, row in slot.open.items():
+            if ts <= as_of_ms:
+                self.aggregator.merge_into(total, row)
 
     def _earlier_slots(self, state: EntityState, current_slot: int) -> list[Any]:
         """Merged row of the window's slots before ``current_slot``, cached per entity.
