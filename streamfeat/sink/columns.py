@@ -180,7 +180,7 @@ class LogDecoder:
             return DecodedBatch()
         lengths = np.fromiter(map(len, values), np.int64, count)
         ends = np.cumsum(lengths)
-        buffer = np.frombuffer(b"".join(values) + self._padding, np.uint8)
+        buffer = np.frombuffer(b"".join([*values, self._padding]), np.uint8)
         messages = _Rows(buffer, ends - lengths, ends)
         messages.good = messages.equals(self._header, lengths >= len(self._header))
         messages.skip(np.full(count, len(self._header), dtype=np.int64))

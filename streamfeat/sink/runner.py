@@ -13,20 +13,22 @@ import hashlib
 import logging
 import threading
 import time
-from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streamfeat.admin.offsets import committed_offsets
 from streamfeat.definitions.models import Topology
-from streamfeat.sink.batch import BatchDecoder
+from streamfeat.sink.batches import Batch, PartitionBatches
+from streamfeat.sink.decoding import BatchDecoder
 from streamfeat.sink.layout import file_name
 from streamfeat.sink.source_types import SourceTypes
-from streamfeat.sink.writer import ArchiveWriter
+from streamfeat.sink.writer import ArchiveWriter, PendingFiles
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ JOIN_TIMEOUT = timedelta(seconds=30)
 
 _POLL_S = 0.2
 _CONSUME_MESSAGES = 10_000
+_MAX_IN_FLIGHT = 4
+"""Batches whose files may be in writing while the sink reads on."""
 _COMMITTED_TIMEOUT_S = 30.0
 
 
@@ -52,28 +56,15 @@ class SinkStats:
     """Records not archived, by reason: ``tombstone`` or ``unknown_view:<name>``."""
 
 
-@dataclass
-class _Batch:
-    start_offset: int
-    opened_at: float
-    limit_offset: int | None
-    """Last offset the batch may cover: the end of a file range already in the archive
-    (``forced``) or the offset before the next such range."""
-    forced: bool
-    last_offset: int = -1
-    messages: int = 0
-    """Messages read into the batch, tombstones included."""
-    values: list[bytes] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    """Offset of each of ``values``."""
+@dataclass(frozen=True)
+class _InFlight:
+    """A batch whose files are being written; its offsets are committed once they are."""
 
-
-@dataclass
-class _PartitionState:
-    next_start: int | None
-    known_ranges: dict[int, int]
-    batch: _Batch | None = None
-    at_end: bool = False
+    partition: int
+    first_offset: int
+    last_offset: int
+    records: int
+    files: PendingFiles
 
 
 def sink_group(topology: Topology, archive_dir: Path) -> str:
@@ -116,7 +107,8 @@ class ArchiveSink:
             "isolation.level": "read_committed",
             **(consumer_config or {}),
         }
-        self._partitions: dict[int, _PartitionState] = {}
+        self._partitions: dict[int, PartitionBatches] = {}
+        self._in_flight: deque[_InFlight] = deque()
         self._stop = threading.Event()
         self._stats = SinkStats()
         self._consumer: Consumer | None = None
@@ -146,9 +138,17 @@ class ArchiveSink:
             while not self._stop.is_set():
                 self._handle(consumer.consume(_CONSUME_MESSAGES, _POLL_S))
                 self._flush_due(time.monotonic())
+                self._commit_written(_MAX_IN_FLIGHT)
                 if until_idle is not None and self._idle_long_enough(until_idle, started):
                     break
             self._flush_all()
+            self._commit_written(0)
+        except BaseException:
+            # Nothing more is committed; the files in writing are finished for the next run.
+            for batch in self._in_flight:
+                batch.files.wait()
+            self._in_flight.clear()
+            raise
         finally:
             consumer.close()
             self._consumer = None
@@ -174,11 +174,13 @@ class ArchiveSink:
         return False
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The archived ranges are read from the files, so none may still be in writing.
+        self._commit_written(0)
         committed = committed_offsets(consumer, partitions, _COMMITTED_TIMEOUT_S)
         ranges = self._writer.existing_ranges([tp.partition for tp in committed])
         for tp in committed:
             next_start = tp.offset if tp.offset >= 0 else None
-            self._partitions[tp.partition] = _PartitionState(next_start, ranges[tp.partition])
+            self._partitions[tp.partition] = PartitionBatches(next_start, ranges[tp.partition])
             logger.info(
                 "sink_partition_assigned topic=%s partition=%d committed_offset=%s "
                 "archived_ranges=%d",
@@ -190,7 +192,9 @@ class ArchiveSink:
         self._last_activity = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Uncommitted batches are dropped: the next owner reads their offsets again.
+        # Files in writing are finished, so that the next owner finds their ranges. Batches not
+        # yet written are dropped: the next owner reads their offsets again.
+        self._commit_written(0)
         for tp in partitions:
             state = self._partitions.pop(tp.partition, None)
             pending = len(state.batch.values) if state and state.batch else 0
@@ -224,11 +228,12 @@ class ArchiveSink:
         partitions: list[int] = list(map(Message.partition, messages))  # type: ignore[arg-type]
         offsets: list[int] = list(map(Message.offset, messages))  # type: ignore[arg-type]
         values = list(map(Message.value, messages))
-        start = 0
-        for position in range(1, len(messages) + 1):
-            if position == len(messages) or partitions[position] != partitions[start]:
-                self._add_run(partitions[start], offsets[start:position], values[start:position])
-                start = position
+        starts = [0]
+        if partitions.count(partitions[0]) != len(partitions):
+            numbers = np.array(partitions)
+            starts.extend((np.flatnonzero(numbers[1:] != numbers[:-1]) + 1).tolist())
+        for start, stop in zip(starts, [*starts[1:], len(messages)], strict=True):
+            self._add_run(partitions[start], offsets[start:stop], values[start:stop])
 
     def _handle_error(self, message: Message, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -242,63 +247,20 @@ class ArchiveSink:
         logger.warning("sink_consumer_error topic=%s error=%s", self._topic, error)
 
     def _add_run(self, partition: int, offsets: list[int], values: list[bytes | None]) -> None:
-        """Add messages of one partition, in offset order, cutting batches where they end."""
+        """Add messages of one partition, in offset order, and flush the batches they close."""
         state = self._partitions.get(partition)
         if state is None:
             return
         self._last_activity = time.monotonic()
         state.at_end = False
-        start = 0
-        while start < len(offsets):
-            batch = state.batch
-            if batch is None:
-                batch = state.batch = self._open_batch(state, offsets[start])
-            if batch.limit_offset is not None and offsets[start] > batch.limit_offset:
-                # The offset lies past the batch's limit, so every offset up to the limit has
-                # been read (the missing ones were compacted away): close the batch there.
-                self._flush(partition, state, batch.limit_offset)
-                continue
-            stop = self._batch_stop(batch, offsets, start)
-            self._extend(batch, offsets[start:stop], values[start:stop])
-            start = stop
-            full = not batch.forced and batch.messages >= self._max_records
-            if full or batch.limit_offset == batch.last_offset:
-                self._flush(partition, state, batch.last_offset)
-
-    def _batch_stop(self, batch: _Batch, offsets: list[int], start: int) -> int:
-        """Return the end of the messages from ``start`` on that belong to ``batch``."""
-        stop = len(offsets)
-        if batch.limit_offset is not None:
-            stop = bisect_right(offsets, batch.limit_offset, start)
-        if not batch.forced:
-            stop = min(stop, start + self._max_records - batch.messages)
-        return stop
-
-    def _extend(self, batch: _Batch, offsets: list[int], values: list[bytes | None]) -> None:
-        batch.messages += len(offsets)
-        batch.last_offset = offsets[-1]
         tombstones = values.count(None)
-        if not tombstones:
-            batch.values.extend(values)  # type: ignore[arg-type]
-            batch.offsets.extend(offsets)
-            return
-        self._skip("tombstone", tombstones)
-        for offset, value in zip(offsets, values, strict=True):
-            if value is not None:
-                batch.values.append(value)
-                batch.offsets.append(offset)
+        if tombstones:
+            self._skip("tombstone", tombstones)
+        for batch, last_offset in state.add(offsets, values, self._max_records):
+            self._flush(partition, batch, last_offset)
 
     def _skip(self, reason: str, count: int) -> None:
         self._stats.skipped[reason] = self._stats.skipped.get(reason, 0) + count
-
-    def _open_batch(self, state: _PartitionState, offset: int) -> _Batch:
-        start = state.next_start if state.next_start is not None else offset
-        archived_end = state.known_ranges.get(start)
-        if archived_end is not None:
-            return _Batch(start, time.monotonic(), archived_end, forced=True)
-        later_starts = [first for first in state.known_ranges if first > start]
-        limit = min(later_starts) - 1 if later_starts else None
-        return _Batch(start, time.monotonic(), limit, forced=False)
 
     def _flush_due(self, now: float) -> None:
         for partition, state in list(self._partitions.items()):
@@ -307,9 +269,9 @@ class ArchiveSink:
                 continue
             if batch.forced:
                 if state.at_end and batch.limit_offset is not None:
-                    self._flush(partition, state, batch.limit_offset)
+                    self._flush(partition, *state.close(batch, batch.limit_offset))
             elif now - batch.opened_at >= self._max_delay_s:
-                self._flush(partition, state, batch.last_offset)
+                self._flush(partition, *state.close(batch, batch.last_offset))
 
     def _flush_all(self) -> None:
         for partition, state in list(self._partitions.items()):
@@ -317,9 +279,9 @@ class ArchiveSink:
             if batch is None:
                 continue
             if not batch.forced:
-                self._flush(partition, state, batch.last_offset)
+                self._flush(partition, *state.close(batch, batch.last_offset))
             elif state.at_end and batch.limit_offset is not None:
-                self._flush(partition, state, batch.limit_offset)
+                self._flush(partition, *state.close(batch, batch.limit_offset))
             else:
                 # Writing fewer offsets than the archived file covers would change its name
                 # and duplicate rows; the next run completes the range instead.
@@ -332,31 +294,44 @@ class ArchiveSink:
                     batch.limit_offset,
                 )
 
-    def _flush(self, partition: int, state: _PartitionState, end_offset: int) -> None:
-        batch = state.batch
-        if batch is None:
-            return
+    def _flush(self, partition: int, batch: Batch, last_offset: int) -> None:
+        """Decode a closed batch and start writing its files; ``_commit_written`` commits it."""
         rows = self._decoder.decode(partition, batch.values, batch.offsets)
         for reason, count in rows.skipped.items():
             self._skip(reason, count)
-        name = file_name(partition, batch.start_offset, end_offset)
-        paths = self._writer.write_decoded(name, rows.views, rows.records)
-        self._commit(partition, end_offset + 1)
-        state.batch = None
-        state.next_start = end_offset + 1
-        self._stats.records += rows.count
-        self._stats.files += len(paths)
-        self._stats.batches += 1
-        logger.info(
-            "sink_batch_written topic=%s partition=%d first_offset=%d last_offset=%d "
-            "records=%d files=%d",
-            self._topic,
-            partition,
-            batch.start_offset,
-            end_offset,
-            rows.count,
-            len(paths),
+        name = file_name(partition, batch.start_offset, last_offset)
+        files = self._writer.start_decoded(name, rows.views, rows.records)
+        self._in_flight.append(
+            _InFlight(partition, batch.start_offset, last_offset, rows.count, files)
         )
+        self._commit_written(_MAX_IN_FLIGHT)
+
+    def _commit_written(self, max_in_flight: int) -> None:
+        """Commit the batches whose files are written, in the order they were flushed.
+
+        Waits until at most ``max_in_flight`` batches are left in writing. Raises the error of
+        a failed write, before any later batch of its partition is committed.
+        """
+        while self._in_flight:
+            oldest = self._in_flight[0]
+            if len(self._in_flight) <= max_in_flight and not oldest.files.done():
+                return
+            paths = oldest.files.result()
+            self._in_flight.popleft()
+            self._commit(oldest.partition, oldest.last_offset + 1)
+            self._stats.records += oldest.records
+            self._stats.files += len(paths)
+            self._stats.batches += 1
+            logger.info(
+                "sink_batch_written topic=%s partition=%d first_offset=%d last_offset=%d "
+                "records=%d files=%d",
+                self._topic,
+                oldest.partition,
+                oldest.first_offset,
+                oldest.last_offset,
+                oldest.records,
+                len(paths),
+            )
 
     def _commit(self, partition: int, next_offset: int) -> None:
         if self._consumer is None:

@@ -30,7 +30,7 @@ from streamfeat.sink.layout import (
 
 _DAY_MS = 86_400_000
 _EXACT_FLOAT_LIMIT = 2**53
-"""Largest integer magnitude a float64 holds exactly; pyarrow rejects larger ints for float64."""
+"""Largest integer magnitude a float64 represents exactly; pyarrow rejects larger ints for it."""
 
 _FIXED_TYPES: dict[Function, pa.DataType] = {
     Function.COUNT: pa.int64(),

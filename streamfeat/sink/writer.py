@@ -14,7 +14,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,15 +23,49 @@ import pyarrow.parquet as pq
 from streamfeat.definitions.models import Topology
 from streamfeat.featurelog.record import FeatureRecord
 from streamfeat.sink.columns import ViewRows
-from streamfeat.sink.layout import date_folder, event_date, file_name, parse_file_name
+from streamfeat.sink.layout import (
+    AVAILABLE_AT,
+    EVENT_TS,
+    date_folder,
+    event_date,
+    file_name,
+    parse_file_name,
+)
 from streamfeat.sink.source_types import SourceTypes
 from streamfeat.sink.table import records_table, rows_tables
 
 logger = logging.getLogger(__name__)
 
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
 
 WRITE_THREADS = 4
-"""Files of one batch written at once."""
+"""Files written at once."""
+
+
+class PendingFiles:
+    """The files of one batch while the writer's threads write them."""
+
+    def __init__(self, futures: list[Future[Path]]) -> None:
+        self._futures = futures
+
+    def done(self) -> bool:
+        return all(future.done() for future in self._futures)
+
+    def wait(self) -> None:
+        """Wait for every file, whether its write succeeds or fails."""
+        wait(self._futures)
+
+    def result(self) -> list[Path]:
+        """Wait for every file, so that none is left half done, and return their paths.
+
+        Raises the first error a write raised.
+        """
+        errors = [future.exception() for future in self._futures]
+        for error in errors:
+            if error is not None:
+                raise error
+        return [future.result() for future in self._futures]
 
 
 class ArchiveWriter:
@@ -65,15 +99,29 @@ class ArchiveWriter:
     ) -> list[Path]:
         """Write decoded rows and records as files called ``name``, one per (view, event date).
 
-        ``views`` and ``records`` hold different views, each defined in the topology.
+        ``views`` and ``records`` contain different views, each defined in the topology.
         """
+        return self.start_decoded(name, views, records).result()
+
+    def start_decoded(
+        self, name: str, views: Sequence[ViewRows], records: Sequence[FeatureRecord]
+    ) -> PendingFiles:
+        """Start writing what ``write_decoded`` writes; the files are done when the result is."""
         tables = self._records_tables(records)
         for rows in views:
             view = self._topology.view(rows.view)
             join_keys = self._topology.entity(view.entity).join_keys
             for date, table in rows_tables(view, join_keys, rows, self._column_types[view.name]):
                 tables[(view.name, date)] = table
-        return self._write_tables(name, tables)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="archive-write")
+        futures = [
+            self._threads.submit(
+                _write_atomically, table, date_folder(self._archive_dir, *key), name
+            )
+            for key, table in sorted(tables.items())
+        ]
+        return PendingFiles(futures)
 
     def _records_tables(self, records: Sequence[FeatureRecord]) -> dict[tuple[str, str], pa.Table]:
         groups: dict[tuple[str, str], list[FeatureRecord]] = defaultdict(list)
@@ -86,23 +134,6 @@ class ArchiveWriter:
             column_types = self._column_types[view_name]
             tables[(view_name, date)] = records_table(view, join_keys, group, column_types)
         return tables
-
-    def _write_tables(self, name: str, tables: dict[tuple[str, str], pa.Table]) -> list[Path]:
-        """Write every table and wait for all of them, so that none is left half done."""
-        jobs = [
-            (table, date_folder(self._archive_dir, view, date), name)
-            for (view, date), table in sorted(tables.items())
-        ]
-        if len(jobs) <= 1:
-            return [_write_atomically(*job) for job in jobs]
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="archive-write")
-        futures = [self._threads.submit(_write_atomically, *job) for job in jobs]
-        errors = [future.exception() for future in futures]
-        for error in errors:
-            if error is not None:
-                raise error
-        return [future.result() for future in futures]
 
     def existing_ranges(self, partitions: Sequence[int]) -> dict[int, dict[int, int]]:
         """Find the offset ranges already in the archive: partition -> first offset -> last.
@@ -123,21 +154,41 @@ class ArchiveWriter:
 
 
 def _write_atomically(table: pa.Table, folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / name
     temporary = folder / f".{name}.tmp"
-    # Encoding into an Arrow buffer runs without the GIL; a Python file object would take it
-    # for every write pyarrow makes.
-    encoded = pa.BufferOutputStream()
-    pq.write_table(table, encoded)
-    with open(temporary, "wb") as handle:
-        handle.write(encoded.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())
+    encoded = _encode(table)
+    try:
+        descriptor = os.open(temporary, _CREATE_FLAGS, 0o666)
+    except FileNotFoundError:
+        # Trying first saves a mkdir call per file; most folders exist after a day's first batch.
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(temporary, _CREATE_FLAGS, 0o666)
+    try:
+        written = 0
+        while written < len(encoded):
+            written += os.write(descriptor, encoded[written:])
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
     os.replace(temporary, final)
     _sync_folder(folder)
     logger.debug("sink_file_written path=%s rows=%d", final, table.num_rows)
     return final
+
+
+def _encode(table: pa.Table) -> memoryview:
+    """Encode a table as Parquet in memory, which runs without the GIL."""
+    strings = [field.name for field in table.schema if pa.types.is_string(field.type)]
+    encoded = pa.BufferOutputStream()
+    # Dictionaries pay off for the few distinct entity keys, not for times and measures.
+    # Statistics serve the filters readers use. Both cost encoding time per column.
+    pq.write_table(
+        table,
+        encoded,
+        use_dictionary=strings,
+        write_statistics=[*strings, EVENT_TS, AVAILABLE_AT],
+    )
+    return memoryview(encoded.getvalue())
 
 
 def _sync_folder(folder: Path) -> None:
