@@ -1,72 +1,129 @@
-"""Write one view's records into the archive: a Parquet file per event date, written atomically.
+"""Write views' records into the archive: a Parquet file per (view, event date), atomically.
 
 The layout is the sink's: ``<archive>/<view>/event_date=YYYY-MM-DD/<name>``, with the UTC date of
-each record's event time. Each file is written under a hidden temporary name, synced, and
-renamed into place, so readers never see half a file; then the date folders are synced so the
-renames survive a power loss. Files are written on a thread pool: Parquet encoding and fsync
-both release the GIL, and concurrent fsyncs share the file system's journal commits.
+each record's event time. Each file is written under a hidden temporary name that no reader
+matches (``.<name>.tmp``), synced, and renamed into place, so readers never see half a file.
+Then the folders are synced, so the renames survive a power loss.
+
+Files are encoded in memory on one thread per core while the caller computes the next view,
+because Parquet encoding releases the GIL. Each file then goes to disk in one write call, on a
+larger pool of threads that mostly wait: concurrent fsyncs share the file system's journal
+commits, where one fsync per file in turn waits for a commit each.
+Dictionary encoding and statistics are kept for the columns where they pay: join keys and
+constant columns compress to almost nothing, and readers filter on join keys and record times.
+The other columns skip them, which cuts encoding time by about a third.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from streamfeat.sink.layout import date_folder, event_date
-
-logger = logging.getLogger(__name__)
+from streamfeat.sink.layout import (
+    AVAILABLE_AT,
+    EVENT_TS,
+    LATEST_EVENT_TS,
+    VERSION,
+    date_folder,
+    event_date,
+)
 
 DAY_MS = 86_400_000
+_DISK_THREADS = 32
+"""Files written and synced at once; fsync waits on the disk, so more threads than cores pay."""
 
 
-def write_view_records(
-    archive_dir: Path, view: str, table: pa.Table, event_ts_ms: npt.NDArray[np.int64], name: str
-) -> list[Path]:
-    """Write ``table`` (one row per record, event times ``event_ts_ms``) as files called ``name``.
+class ArchiveFiles:
+    """Writes record tables as archive files called ``name``; use it as a context manager."""
 
-    Returns the paths written, one per event date, in date order.
-    """
-    if table.num_rows == 0:
-        return []
-    days = event_ts_ms // DAY_MS
-    order = np.argsort(days, kind="stable")
-    days = days[order]
-    table = table.take(pa.array(order))
-    cuts = np.flatnonzero(days[1:] != days[:-1]) + 1
-    starts = [0, *cuts.tolist()]
-    stops = [*cuts.tolist(), len(days)]
-    parts = [
-        (date_folder(archive_dir, view, event_date(int(days[a]) * DAY_MS)), table.slice(a, b - a))
-        for a, b in zip(starts, stops, strict=True)
-    ]
-    for folder, _ in parts:
-        folder.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor() as pool:
-        paths = list(pool.map(lambda part: _write_atomically(part[1], part[0], name), parts))
-        list(pool.map(_sync_folder, [folder for folder, _ in parts] + [archive_dir / view]))
-    logger.debug("backfill_files_written feature_view=%s files=%d", view, len(paths))
-    return paths
+    def __init__(self, archive_dir: Path, name: str) -> None:
+        self.archive_dir = archive_dir
+        self.name = name
+        self._encoders = ThreadPoolExecutor(
+            os.cpu_count() or 1, thread_name_prefix="backfill-encode"
+        )
+        self._disk = ThreadPoolExecutor(_DISK_THREADS, thread_name_prefix="backfill-disk")
+        self._encoding: list[Future[Future[Path]]] = []
+        self._folders: set[Path] = set()
+
+    def __enter__(self) -> ArchiveFiles:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._encoders.shutdown(wait=True, cancel_futures=error is not None)
+        self._disk.shutdown(wait=True, cancel_futures=error is not None)
+
+    def write(
+        self,
+        view: str,
+        join_keys: Sequence[str],
+        table: pa.Table,
+        event_ts_ms: npt.NDArray[np.int64],
+    ) -> None:
+        """Start writing ``table`` (one row per record, event times ``event_ts_ms``) by date."""
+        if table.num_rows == 0:
+            return
+        days = event_ts_ms // DAY_MS
+        order = pa.array(np.argsort(days, kind="stable"))
+        days = days[order.to_numpy()]
+        cuts = np.flatnonzero(days[1:] != days[:-1]) + 1
+        starts = [0, *cuts.tolist()]
+        stops = [*cuts.tolist(), len(days)]
+        self._folders.add(self.archive_dir / view)
+        for start, stop in zip(starts, stops, strict=True):
+            folder = date_folder(self.archive_dir, view, event_date(int(days[start]) * DAY_MS))
+            self._folders.add(folder)
+            rows = order.slice(start, stop - start)
+            self._encoding.append(
+                self._encoders.submit(self._encode, table, rows, folder, join_keys)
+            )
+
+    def finish(self) -> list[Path]:
+        """Wait for every file to be in place, sync the folders and return the paths."""
+        paths = [future.result().result() for future in self._encoding]
+        list(self._disk.map(_sync, sorted(self._folders)))
+        return paths
+
+    def _encode(
+        self, table: pa.Table, rows: pa.Array, folder: Path, join_keys: Sequence[str]
+    ) -> Future[Path]:
+        """Encode the ``rows`` of ``table`` as Parquet and hand the bytes to a disk thread."""
+        buffer = pa.BufferOutputStream()
+        pq.write_table(
+            table.take(rows),
+            buffer,
+            use_dictionary=[*join_keys, VERSION, AVAILABLE_AT],
+            write_statistics=[*join_keys, EVENT_TS, LATEST_EVENT_TS],
+        )
+        return self._disk.submit(_write_atomically, buffer.getvalue(), folder, self.name)
 
 
-def _write_atomically(table: pa.Table, folder: Path, name: str) -> Path:
+def _write_atomically(data: pa.Buffer, folder: Path, name: str) -> Path:
+    os.makedirs(folder, exist_ok=True)
     final = folder / name
     temporary = folder / f".{name}.tmp"
     with open(temporary, "wb") as handle:
-        pq.write_table(table, handle)
+        handle.write(memoryview(data))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, final)
     return final
 
 
-def _sync_folder(folder: Path) -> None:
+def _sync(folder: Path) -> None:
     """Persist the renames in ``folder``."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
