@@ -25,10 +25,11 @@ from streamfeat.definitions.models import Topology
 from streamfeat.featurelog.codec import encode_record, record_key
 from streamfeat.featurelog.record import FeatureRecord, FeatureValue
 from streamfeat.sink import ArchiveSink, load_source_types
+from streamfeat.sink.runner import sink_group
 from streamfeat.stream.topics import COMPACTED_CONFIG
 
 FULL_RECORDS = 2_000_000
-"""Feature records of a full run: about what the worker writes for the year's flights, doubled."""
+"""Feature records of a full run, about twice the 1.1M the worker writes for the year's flights."""
 
 FULL_YEAR_EVENTS = 336_776
 """Flights of 2013; a run on fewer events (``--events``) writes proportionally fewer records."""
@@ -52,13 +53,13 @@ def run(context: BenchContext) -> list[Figure]:
     ensure_topics(
         context.bootstrap, [TopicSpec(topology.feature_log, LOG_PARTITIONS, COMPACTED_CONFIG)]
     )
+    archive = context.scratch("sink-archive")
     try:
         produce_log(topology, context.bootstrap, flights_records(records))
-        archive = context.scratch("sink-archive")
         sink_rate = sink_rows_per_s(topology, context.bootstrap, archive, records)
         pyarrow_rate = pyarrow_rows_per_s(archive, context.scratch("sink-pyarrow"))
     finally:
-        delete_topic(context.bootstrap, topology.feature_log)
+        delete_log(context.bootstrap, topology, archive)
     name = f"sink, {records:,} records"
     return [
         Figure(name, "rows/s", sink_rate, "pyarrow, same files", pyarrow_rate),
@@ -67,13 +68,16 @@ def run(context: BenchContext) -> list[Figure]:
 
 
 def flights_records(count: int, seed: int = 2013) -> Iterator[FeatureRecord]:
-    """Yield ``count`` records in event-time order over 2013, shaped like the flights views'.
+    """Yield ``count`` records in event-time order from 2013-01-01, like the flights views'.
+
+    A full run spans the year. A smaller one spans proportionally fewer days, so that each
+    archive file gets as many rows as in a full run: the sink's cost depends on both.
 
     The mix follows the worker's output for the year: about a quarter each of ``airport_1h``
     and ``carrier_24h`` records and half of ``plane_7d``, with nulls where a delay is missing.
     """
     rng = random.Random(seed)
-    step_ms = _YEAR_MS / count
+    step_ms = _YEAR_MS / FULL_RECORDS
     for position in range(count):
         event_ts_ms = _YEAR_START_MS + int(position * step_ms)
         latest_ms = event_ts_ms - rng.choice((0, 0, 0, 300_000))
@@ -148,7 +152,11 @@ def pyarrow_rows_per_s(archive: Path, scratch: Path) -> float:
     return rows / seconds
 
 
-def delete_topic(bootstrap: str, topic: str) -> None:
+def delete_log(bootstrap: str, topology: Topology, archive: Path) -> None:
+    """Delete the benchmark's feature-log topic and the sink's consumer group."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.delete_topics([topic], operation_timeout=30).values():
+    for future in admin.delete_topics([topology.feature_log], operation_timeout=30).values():
+        future.exception()
+    groups = [sink_group(topology, archive)]
+    for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
         future.exception()

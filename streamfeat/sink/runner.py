@@ -105,6 +105,9 @@ class ArchiveSink:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
+            # Ten times librdkafka's default per partition: fewer fetch round trips while
+            # the sink catches up, at up to 10 MiB per partition of read-ahead memory.
+            "max.partition.fetch.bytes": 10 * 2**20,
             **(consumer_config or {}),
         }
         self._partitions: dict[int, PartitionBatches] = {}
