@@ -38,7 +38,7 @@ from streamfeat.sink.layout import (
 
 DAY_MS = 86_400_000
 _DISK_THREADS = 32
-"""Files written and synced at once; fsync waits on the disk, so more threads than cores pay."""
+"""Files written and synced at once; fsync waits for the disk, so more threads than cores help."""
 
 
 class ArchiveFiles:

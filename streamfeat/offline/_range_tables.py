@@ -1,8 +1,8 @@
 """Range queries over one array for many half-open ranges ``[lo, hi)`` at once.
 
 Minima and maxima come from a sparse table. Sums come from prefix sums when those are exact
-(integral values whose absolute sum stays below 2**53), and otherwise from a disjoint sparse
-table, whose answer adds up only values inside the range, as a window's own partial sums do.
+(integral values whose absolute sum stays below 2**53), and otherwise from scans inside aligned
+blocks, which add up only values inside the range, as a window's own partial sums do.
 Prefix-sum differences over a long history would carry the rounding error of every earlier
 value, which can swamp a small window after a large one.
 """
@@ -45,9 +45,9 @@ def range_extremes(
 ) -> npt.NDArray[np.generic]:
     """Minimum or maximum (``pick`` is ``np.minimum`` or ``np.maximum``) over each range.
 
-    A level of the table holds the extreme of every run of ``2**k`` values; a range is covered
-    by two overlapping runs of its level. Empty ranges give ``values[lo]``-like filler, which
-    the caller masks.
+    Level ``k`` of the table contains the extreme of every run of ``2**k`` values, and a range
+    is covered by two overlapping runs of its level. An empty range gives a meaningless value,
+    which the caller masks.
     """
     span = np.maximum(hi - lo, 1)
     levels = _bit_length(span) - 1
@@ -74,10 +74,10 @@ def _prefix_sums_are_exact(values: Floats) -> bool:
 def _disjoint_sums(values: Floats, lo: Ints, hi: Ints) -> Floats:
     """Range sums from scans inside aligned blocks, each adding up only values in the range.
 
-    For a range ``[l, r]`` (inclusive), ``half`` is the largest power of two such that ``l``
-    and ``r`` lie in neighbouring aligned blocks of that size: the sum is the scan from ``l`` to
-    the end of its block plus the scan from the start of ``r``'s block to ``r``. Block sizes
-    above the longest range are never needed.
+    For a range ``[l, r]`` (inclusive), the block size is ``2 ** (bit_length(l ^ r) - 1)``,
+    capped at the smallest power of two that is not shorter than the longest range. Then ``l``
+    and ``r`` lie in neighbouring aligned blocks. The sum is the scan from ``l`` to the end of
+    its block plus the scan from the start of ``r``'s block to ``r``.
     """
     result = np.zeros(len(lo), dtype=np.float64)
     last = hi - 1
@@ -108,6 +108,6 @@ def _block_scans(values: Floats, size: int) -> tuple[Floats, Floats]:
 
 
 def _bit_length(numbers: Ints) -> Ints:
-    """``int.bit_length`` of each non-negative value below 2**53."""
+    """Return ``int.bit_length`` of each non-negative value below 2**53."""
     _, exponents = np.frexp(numbers.astype(np.float64))
     return exponents.astype(np.int64)

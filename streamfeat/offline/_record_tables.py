@@ -30,7 +30,7 @@ def vectorized_table(
 ) -> pa.Table:
     """Build the archive table of ``records``.
 
-    ``entity_keys`` holds, per join key, the key's text for each entity code of ``records``.
+    ``entity_keys`` contains, per join key, the key's text for each entity code of ``records``.
     ``column_types`` gives the Arrow type of min, max and last features by feature name.
     """
     schema = records_table(view, join_keys, [], column_types).schema
@@ -66,8 +66,10 @@ def _archive_array(view: str, name: str, values: pa.Array, target: pa.DataType) 
         ) from error
 
 
+# NOTE: the sink infers an unknown type per file, so there a file whose values are all null gets
+# the null type; here one type serves the whole view. Readers unify both to the same table.
 def _inferred_type(values: pa.Array) -> pa.DataType:
-    """The type the sink gives values of an unknown column: null when every value is null."""
+    """Return the type the sink gives values of an unknown column (null when all are null)."""
     kind = values.type
     if values.null_count == len(values):
         return pa.null()

@@ -63,7 +63,7 @@ class BackfillStats:
 
 @dataclass(frozen=True)
 class _Inputs:
-    """What the records of every view come from, and the ``available_at`` that stamps them."""
+    """Inputs of every view's records: the judged events, the final clock and the record stamp."""
 
     source: Source
     judged: JudgedEvents

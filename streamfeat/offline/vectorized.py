@@ -78,16 +78,16 @@ def view_records(
 ) -> ViewRecords:
     """Compute the records of ``view`` from its accepted events, given in delivery order.
 
-    ``entity`` holds each event's entity code (0 to the number of entities - 1), ``columns``
+    ``entity`` contains each event's entity code (0 to the number of entities - 1), ``columns``
     each used column (a missing one is null throughout). ``until_ms`` is the emission clock at
     the end, the last time a slot-boundary record can fall due. Records come sorted by entity
     code, then time.
     """
     order = _by_entity_then_time(entity, ts_ms)
     entity, ts_ms = entity[order], ts_ms[order]
-    taken = {name: column.take(pa.array(order)) for name, column in columns.items()}
+    sorted_columns = {name: column.take(pa.array(order)) for name, column in columns.items()}
     parts = [
-        _group_records(view, entity, ts_ms, taken, until_ms, start, stop)
+        _group_records(view, entity, ts_ms, sorted_columns, until_ms, start, stop)
         for start, stop in _entity_groups(entity, ts_ms, view, until_ms)
     ]
     if len(parts) == 1:
@@ -129,13 +129,13 @@ def _group_records(
     columns = {name: column.slice(start, stop - start) for name, column in columns.items()}
     windows = _windows(view, entity, ts_ms, until_ms)
     values = [_feature(feature, columns, windows, len(ts_ms)) for feature in view.features]
-    keep = windows.is_event | _changed(values)
-    kept = pa.array(keep)
+    is_record = windows.is_event | _changed(values)
+    mask = pa.array(is_record)
     return ViewRecords(
-        entity=windows.entity[keep],
-        event_ts_ms=windows.time_ms[keep],
-        latest_event_ts_ms=ts_ms[windows.hi[keep] - 1],
-        values=[column.filter(kept) for column in values],
+        entity=windows.entity[is_record],
+        event_ts_ms=windows.time_ms[is_record],
+        latest_event_ts_ms=ts_ms[windows.hi[is_record] - 1],
+        values=[column.filter(mask) for column in values],
     )
 
 
@@ -211,17 +211,21 @@ def _extreme(
     kind = column.type
     floating = pa.types.is_floating(kind) or pa.types.is_null(kind)
     values = _numbers(column, pa.float64() if floating else pa.int64())
-    info = np.finfo(np.float64) if floating else np.iinfo(np.int64)
-    is_min = function is Function.MIN
-    fill = (np.inf if is_min else -np.inf) if floating else (info.max if is_min else info.min)
-    pick = np.minimum if is_min else np.maximum
-    extremes = range_extremes(np.where(present, values, fill), lo, hi, pick)
+    if floating:
+        lowest, highest = -np.inf, np.inf
+    else:
+        lowest, highest = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    # A null must never win, so it takes the value that every other value beats.
+    if function is Function.MIN:
+        extremes = range_extremes(np.where(present, values, highest), lo, hi, np.minimum)
+    else:
+        extremes = range_extremes(np.where(present, values, lowest), lo, hi, np.maximum)
     result = pa.array(extremes, pa.float64() if floating else pa.int64(), mask=empty)
     return result.cast(pa.bool_()) if pa.types.is_boolean(kind) else result
 
 
 def _last(column: pa.Array, present: Mask, lo: Ints, hi: Ints) -> pa.Array:
-    """The last non-null value in each range: equal times keep delivery order (later wins)."""
+    """Pick the last non-null value in each range; among equal times the later delivery wins."""
     index = np.where(present, np.arange(len(present)), -1)
     last_present = np.maximum.accumulate(index) if len(index) else index
     at = last_present[np.maximum(hi - 1, 0)]
@@ -249,7 +253,7 @@ def _changed(values: list[pa.Array]) -> Mask:
 
 
 def _numbers(column: pa.Array, kind: pa.DataType) -> npt.NDArray[np.generic]:
-    """The column's values as numpy numbers of ``kind``, nulls as 0."""
+    """Convert the column's values to numpy numbers of ``kind``, with nulls as 0."""
     if pa.types.is_null(column.type):
         return np.zeros(len(column), dtype=kind.to_pandas_dtype())
     # Integers round to the nearest float, as ``float(value)`` does in the core.

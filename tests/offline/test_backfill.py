@@ -275,7 +275,7 @@ def ride(ride_id, route, driver, iso, fare=1.0):
     return {"ride_id": ride_id, "route": route, "driver": driver, "at": ms(iso), "fare": fare}
 
 
-def test_rejections_are_counted_per_view_in_reason_order(tmp_path, caplog):
+def test_rejections_counted_in_reason_order(tmp_path, caplog):
     topology, schemas = rich_setup(tmp_path)
     events = tmp_path / "events.parquet"
     rows = [
@@ -312,7 +312,7 @@ def test_rejections_are_counted_per_view_in_reason_order(tmp_path, caplog):
     assert "reason=late events=1 views=by_route,by_driver first_row=6" in caplog.text
 
 
-def test_view_without_vectorized_form_replays_through_the_core(tmp_path):
+def test_unvectorized_view_replays_through_core(tmp_path):
     features = [
         {"name": "n", "function": "count"},
         {"name": "spread", "function": "stddev", "column": "fare"},
@@ -346,7 +346,7 @@ def test_view_without_vectorized_form_replays_through_the_core(tmp_path):
     ]
 
 
-def test_csv_empty_cells_are_nulls_and_bad_values_are_errors(tmp_path):
+def test_csv_empty_cells_and_bad_values(tmp_path):
     topology, schemas = rich_setup(tmp_path)
     events = tmp_path / "events.csv"
     at = ms("2025-02-03T10:00:00.000Z")
@@ -357,3 +357,39 @@ def test_csv_empty_cells_are_nulls_and_bad_values_are_errors(tmp_path):
     events.write_text(f"ride_id,route,driver,at,fare\nr1,a,d,{at},cheap\n")
     with pytest.raises(ConfigurationError, match="does not fit its field's type"):
         backfill(topology, "rides", events, tmp_path / "archive2", schemas, clock=NOW)
+
+
+def test_archive_has_one_file_per_view_and_date(tmp_path):
+    topology, schemas = rich_setup(tmp_path)
+    events = tmp_path / "events.parquet"
+    rows = [
+        ride("r1", "a", "d1", "2025-02-03T23:30:00.000Z"),
+        ride("r2", "a", "d2", "2025-02-04T00:30:00.000Z"),
+        ride("r3", "b", "d1", "2025-02-05T12:00:00.000Z"),
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), events)
+    archive = tmp_path / "archive"
+    stats = backfill(topology, "rides", events, archive, schemas, clock=NOW)
+    files = sorted(str(path.relative_to(archive).parent) for path in archive.rglob("*.parquet"))
+    assert files == [
+        "by_driver/event_date=2025-02-03",
+        "by_driver/event_date=2025-02-04",
+        "by_driver/event_date=2025-02-05",
+        "by_route/event_date=2025-02-03",
+        "by_route/event_date=2025-02-04",
+        "by_route/event_date=2025-02-05",
+    ]
+    assert stats.files == len(files)
+    assert not [path for path in archive.rglob(".*")]
+
+
+def test_unwritable_archive_raises_os_error(tmp_path):
+    topology, schemas = rich_setup(tmp_path)
+    events = tmp_path / "events.parquet"
+    pq.write_table(
+        pa.Table.from_pylist([ride("r1", "a", "d1", "2025-02-03T10:00:00.000Z")]), events
+    )
+    archive = tmp_path / "archive"
+    archive.write_text("not a folder")
+    with pytest.raises(OSError):
+        backfill(topology, "rides", events, archive, schemas, clock=NOW)

@@ -109,7 +109,7 @@ def test_vectorized_records_equal_core_records(events, length_slots, hop):
     ),
     hop=st.sampled_from([7, 25]),
 )
-def test_vectorized_records_equal_core_records_for_fractions(events, hop):
+def test_vectorized_records_equal_core_for_fractions(events, hop):
     feature_view = view("v", f"{hop * 3}ms", f"{hop}ms", FEATURES)
     check_equal(feature_view, events, max(ts for _, ts, _, _ in events) + 4 * hop)
 
@@ -132,14 +132,14 @@ def test_range_sums_and_extremes_match_direct_ones(numbers, data):
             assert lows[k] == min(window)
 
 
-def test_small_window_sum_after_a_large_value_keeps_its_precision():
+def test_window_sum_after_large_value_is_precise():
     values = np.array([1e17, -1e17, 0.1, 0.2, 0.3])
     sums = range_sums(values, np.array([2, 3]), np.array([5, 5]))
     assert math.isclose(sums[0], 0.6, rel_tol=1e-15)
     assert math.isclose(sums[1], 0.5, rel_tol=1e-15)
 
 
-def test_string_min_is_left_to_the_core():
+def test_string_min_uses_core():
     feature_view = view("v", "10ms", None, [{"name": "m", "function": "min", "column": "s"}])
     assert not is_vectorized(feature_view, {"s": pa.string()})
     assert is_vectorized(feature_view, {"s": pa.int32()})
