@@ -9,6 +9,7 @@ def test_public_names_are_importable_from_the_package():
 
 
 def test_public_surface_is_pinned():
+    # fmt: off
     assert sorted(streamfeat.__all__) == [
         "ConfigurationError", "Constraints", "DefinitionError", "Entity", "EventTime", "Feature",
         "FeatureRecord", "FeatureView", "Function", "OnlineStatus", "OnlineStoreError",
@@ -16,3 +17,4 @@ def test_public_surface_is_pinned():
         "Topology", "ValidRange", "Window", "backfill", "load_topology", "read_archive",
         "training_set",
     ]
+    # fmt: on
