@@ -84,8 +84,13 @@ def _previous_maximum(ts_ms: Ints, counted: Mask) -> Ints:
 
 def _repeated_ids(event_ids: pa.Array | None, passed: Mask) -> tuple[Ints, Ints]:
     """Rows that passed and carry an id shared with another such row; every row's id code."""
+    none = np.zeros(0, dtype=np.int64)
     if event_ids is None or len(event_ids) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return none, none
+    candidate_ids = event_ids.filter(pa.array(passed)).drop_null()
+    # Ids are usually unique, and counting distinct values is cheaper than numbering them.
+    if len(pc.unique(candidate_ids)) == len(candidate_ids):
+        return none, none
     encoded = pc.dictionary_encode(event_ids)
     valid = np.asarray(encoded.indices.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
