@@ -13,7 +13,7 @@ The same files open in DuckDB as
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -72,16 +72,59 @@ def read_archive(
     fragments = list(dataset.get_fragments(filter=_date_filter(start_ms, end_ms)))
     if not fragments:
         return _empty_frame(dataset.schema)
-    schema = pa.unify_schemas(
-        [fragment.physical_schema for fragment in fragments], promote_options="permissive"
-    )
     join_keys = _join_keys(fragment.physical_schema for fragment in fragments)
-    table = ds.dataset([f.path for f in fragments], schema=schema, format="parquet").to_table(
-        filter=_time_filter(start_ms, end_ms)
-    )
+    table = _unified(fragments).to_table(filter=_time_filter(start_ms, end_ms))
     frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
     features = [name for name in frame.columns if name not in {*join_keys, *RECORD_COLUMNS}]
     return _distinct_sorted(frame[[*join_keys, *RECORD_COLUMNS, *features]], join_keys, features)
+
+
+def read_records(archive_dir: str | Path, view: str, columns: Sequence[str]) -> pa.Table | None:
+    """Read ``columns`` of every stored version of every record of ``view``, as stored.
+
+    Unlike ``read_archive``, repeats of a record are kept and rows come in file order. Files
+    with other columns (written by another version of the view) are read together, with nulls
+    where a file lacks a column. Returns None when the view has no files. Raises
+    ConfigurationError when no file has one of ``columns``.
+    """
+    folder = Path(archive_dir) / view
+    if not folder.is_dir():
+        return None
+    dataset = ds.dataset(folder, format="parquet")
+    if not dataset.files:
+        return None
+    if not _fits(dataset.schema, columns):
+        dataset = _unified(list(dataset.get_fragments()))
+    missing = [name for name in columns if name not in dataset.schema.names]
+    if missing:
+        raise ConfigurationError(
+            f"the archive of feature view {view!r} in {archive_dir} has no column "
+            f"{', '.join(map(repr, missing))}; its columns: {', '.join(dataset.schema.names)}; "
+            "leave those features out or write records that have them"
+        )
+    return dataset.to_table(columns=list(columns))
+
+
+def _fits(schema: pa.Schema, columns: Sequence[str]) -> bool:
+    """Tell whether a schema taken from one file can read ``columns`` from every file.
+
+    Reading the other files' schemas costs a file open each, so it is done only when this
+    one lacks a column or has the null type for one, as after a batch of all-null values.
+    Other files that lack a column, or have the null type for it, read as nulls.
+    """
+    return all(name in schema.names and schema.field(name).type != pa.null() for name in columns)
+
+
+def _unified(fragments: list[ds.Fragment]) -> ds.Dataset:
+    """Return a dataset of ``fragments`` whose schema takes in every file's columns and types.
+
+    A feature whose values were all null in one batch has the null type in that file, so the
+    schemas are unified permissively.
+    """
+    schema = pa.unify_schemas(
+        [fragment.physical_schema for fragment in fragments], promote_options="permissive"
+    )
+    return ds.dataset([f.path for f in fragments], schema=schema, format="parquet")
 
 
 def _to_ms(moment: datetime, name: str) -> int:
