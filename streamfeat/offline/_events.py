@@ -47,7 +47,7 @@ def read_events(path: Path, schema: StoredSchema) -> pa.Table:
     Empty CSV cells are nulls. A CSV value that does not parse as its field's type is an error.
     """
     if path.suffix == ".parquet":
-        return pq.read_table(path)
+        return _without_dictionaries(pq.read_table(path))
     if path.suffix != ".csv":
         raise ConfigurationError(
             f"events file {path} is neither .csv nor .parquet; convert it to one"
@@ -65,6 +65,15 @@ def read_events(path: Path, schema: StoredSchema) -> pa.Table:
             f"events file {path} has a value that does not fit its field's type in schema "
             f"{schema.name} ({error}); fix the value or the schema"
         ) from error
+
+
+def _without_dictionaries(table: pa.Table) -> pa.Table:
+    """Decode dictionary-encoded columns (pandas categoricals), so checks see their values."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            column = table.column(index).cast(field.type.value_type)
+            table = table.set_column(index, field.name, column)
+    return table
 
 
 def decode_time_fields(table: pa.Table, schema: StoredSchema) -> pa.Table:

@@ -3,8 +3,10 @@
 The events file (CSV or Parquet) holds one row per event with the source schema's fields. Rows
 are taken in file order as the delivery order of one partition, so lateness, duplicates
 and the data-quality checks decide exactly as a worker reading them in that order would.
-Time fields may be int epoch milliseconds, timezone-aware timestamps (instants) or naive
-timestamps (wall-clock times in the source's declared zone).
+Time fields may hold int epoch milliseconds or timestamps. A timestamp gives its milliseconds
+as stored: the UTC instant when it has a zone, the wall-clock reading when it is naive. The
+field's logical type then decides, as in the worker: an instant type reads them as UTC, a local
+type as wall-clock time in the source's declared zone.
 
 The work is columnar: the file is read as an Arrow table, every check runs on whole columns,
 and a view whose functions allow it is computed for all its entities at once (see

@@ -393,3 +393,30 @@ def test_unwritable_archive_raises_os_error(tmp_path):
     archive.write_text("not a folder")
     with pytest.raises(OSError):
         backfill(topology, "rides", events, archive, schemas, clock=NOW)
+
+
+def test_empty_events_file_writes_nothing(tmp_path):
+    topology, schemas = rich_setup(tmp_path)
+    events = tmp_path / "events.parquet"
+    empty = pa.Table.from_pylist([ride("r1", "a", "d1", "2025-02-03T10:00:00.000Z")]).slice(0, 0)
+    pq.write_table(empty, events)
+    stats = backfill(topology, "rides", events, tmp_path / "archive", schemas, clock=NOW)
+    assert (stats.events, stats.accepted, stats.records, stats.files) == (0, 0, 0, 0)
+    assert not stats.rejected
+
+
+def test_dictionary_columns_are_checked_by_value(tmp_path):
+    topology, schemas = rich_setup(tmp_path)
+    events = tmp_path / "events.parquet"
+    rows = [
+        ride("r1", "a", "d1", "2025-02-03T10:00:00.000Z", fare=float("nan")),
+        ride("r2", "a", "d1", "2025-02-03T10:01:00.000Z", fare=2.0),
+    ]
+    table = pa.Table.from_pylist(rows)
+    for name in ("route", "fare"):
+        index = table.column_names.index(name)
+        table = table.set_column(index, name, table.column(name).dictionary_encode())
+    pq.write_table(table, events)
+    stats = backfill(topology, "rides", events, tmp_path / "archive", schemas, clock=NOW)
+    assert stats.accepted == 1
+    assert stats.rejected[("by_route", "not_finite")] == 1
