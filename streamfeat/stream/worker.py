@@ -196,7 +196,7 @@ class Worker:
 
     def run_batch(self) -> None:
         """Consume one batch and carry it through to committed state and offsets."""
-        messages_in = self._consumer.consume(self.config.batch_size, self.config.poll_timeout_s)
+        messages_in = self._next_messages()
         # available_at rises with every batch that writes records, so versions never tie.
         now_ms = max(self.clock(), self._last_available_ms + 1)
         batch = _Batch()
@@ -216,6 +216,22 @@ class Worker:
         self._commit(batch.routers, batch.aggregators)
         if messages_in:
             self._kafka_health.answered()
+
+    def _next_messages(self) -> list[Message]:
+        """Return the messages fetched so far, up to a batch, or wait for the first one.
+
+        ``consume(n, timeout)`` waits for ``n`` messages or the whole timeout, which would hold
+        each event at a low rate for the timeout twice (source, then repartition topic). So the
+        batch is what is already fetched, and only an empty queue waits, for one message.
+        """
+        size = self.config.batch_size
+        fetched = self._consumer.consume(size, 0)
+        if fetched:
+            return fetched
+        first = self._consumer.poll(self.config.poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(size - 1, 0)] if size > 1 else [first]
 
     def _dispatch(self, message: Message, now_ms: int, batch: _Batch) -> None:
         """Buffer a source message for the merge; queue a repartition message to aggregate."""
