@@ -37,6 +37,8 @@ _CSV_TYPES = {
     "double": pa.float64(),
     "boolean": pa.bool_(),
 }
+_ONE_OFFSET, _OFFSET_CHANGES, _UNREADABLE = 0, 1, 2
+"""Kinds of wall-clock day: one offset throughout, an offset change, outside the years 1-9999."""
 _DENSE_DAYS = 4
 """Distinct days are found with a lookup table while their span is at most this many per row."""
 
@@ -126,24 +128,25 @@ def _local_to_utc(wall: pa.Array, zone: str, reader: EventTimeReader) -> pa.Arra
     days, row_day = _distinct(wall_ms // DAY_MS)
     tz = zone_info(zone)
     offsets = np.zeros(len(days), dtype=np.int64)
-    day_kind = np.zeros(len(days), dtype=np.int8)  # 0 one offset, 1 offset changes, 2 unreadable
+    day_kind = np.full(len(days), _ONE_OFFSET, dtype=np.int8)
     for index, day in enumerate(days.tolist()):
         first_ms, last_ms = day * DAY_MS, day * DAY_MS + DAY_MS - 1
         try:
             first = first_ms - local_ms_to_utc_ms(first_ms, tz)
             last = last_ms - local_ms_to_utc_ms(last_ms, tz)
         except (SerializationError, ValueError, OverflowError):
-            day_kind[index] = 2
+            day_kind[index] = _UNREADABLE
             continue
         offsets[index] = first
-        day_kind[index] = 0 if first == last else 1
+        if first != last:
+            day_kind[index] = _OFFSET_CHANGES
     utc_ms = wall_ms - offsets[row_day]
     kind = day_kind[row_day]
-    valid &= kind != 2
-    # NOTE: in the IANA time zone database, two offset changes of one zone are always days
-    # apart, so one offset at both ends of a day means no change inside it. A zone that changed
-    # and changed back within one day would be converted wrongly here.
-    changing = np.flatnonzero(valid & (kind == 1))
+    valid &= kind != _UNREADABLE
+    # NOTE: in the IANA time zone database (releases 2025b and 2026f checked), any two offset
+    # changes of one zone are more than three days apart, so one offset at both ends of a day
+    # means no change inside it. A zone that changed twice within a day would be wrong here.
+    changing = np.flatnonzero(valid & (kind == _OFFSET_CHANGES))
     if len(changing):
         exact = _per_distinct_value(pa.array(wall_ms[changing]), reader)
         utc_ms[changing] = exact.fill_null(0).to_numpy(zero_copy_only=False)
