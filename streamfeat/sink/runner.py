@@ -109,6 +109,7 @@ class ArchiveSink:
         self._stats = SinkStats()
         self._consumer: Consumer | None = None
         self._last_activity = 0.0
+        self._messages_read = 0
 
     def stop(self) -> None:
         """Ask a running ``run`` to finish its batches, commit and return."""
@@ -132,9 +133,13 @@ class ArchiveSink:
         )
         try:
             while not self._stop.is_set():
+                read = self._messages_read
                 self._handle(consumer.consume(_CONSUME_MESSAGES, _POLL_S))
                 self._flush_due(time.monotonic())
                 self._commit_written()
+                if self._messages_read != read:
+                    # The idle time starts after the messages' work, which can wait for writes.
+                    self._last_activity = time.monotonic()
                 if until_idle is not None and self._idle_long_enough(until_idle, started):
                     break
             self._flush_all()
@@ -246,7 +251,7 @@ class ArchiveSink:
         state = self._partitions.get(partition)
         if state is None:
             return
-        self._last_activity = time.monotonic()
+        self._messages_read += len(offsets)
         state.at_end = False
         tombstones = values.count(None)
         if tombstones:
