@@ -66,6 +66,8 @@ class WorkerConfig:
     state_dir: Path
     batch_size: int = 2_000
     poll_timeout_s: float = 0.2
+    batch_wait_s: float = 0.01
+    """Longest wait for a batch to fill once messages are flowing; bounds added latency."""
     idle_check_interval_ms: int = 1_000
     group_id: str | None = None
     partition_fetch_bytes: int = 16_384
@@ -218,14 +220,14 @@ class Worker:
             self._kafka_health.answered()
 
     def _next_messages(self) -> list[Message]:
-        """Return the messages fetched so far, up to a batch, or wait for the first one.
+        """Return up to a batch of messages, waiting at most ``batch_wait_s`` for it to fill.
 
-        ``consume(n, timeout)`` waits for ``n`` messages or the whole timeout, which would hold
-        each event at a low rate for the timeout twice (source, then repartition topic). So the
-        batch is what is already fetched, and only an empty queue waits, for one message.
+        ``consume(n, timeout)`` waits for ``n`` messages or the whole timeout. With the poll
+        timeout, each event at a low rate would wait it out twice (source, then repartition
+        topic). So a batch waits only ``batch_wait_s``, and an empty queue waits for one message.
         """
         size = self.config.batch_size
-        fetched = self._consumer.consume(size, 0)
+        fetched = self._consumer.consume(size, self.config.batch_wait_s)
         if fetched:
             return fetched
         first = self._consumer.poll(self.config.poll_timeout_s)
