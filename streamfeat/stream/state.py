@@ -15,8 +15,12 @@ SCANNED_PREFIXES = frozenset({b"i:", b"x:"})
 """Key of the last input offset whose effects the state holds."""
 
 
+_PACKER = msgpack.Packer(use_bin_type=True)
+"""One packer for every call: ``msgpack.packb`` allocates a 256 KiB buffer each time."""
+
+
 def pack(value: Any) -> bytes:
-    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    packed: bytes = _PACKER.pack(value)
     return packed
 
 
