@@ -250,10 +250,9 @@ def _as_known_then(
     by_event = _sorted_order(packed, codes, event_ms, available_ms)
     rank = np.empty_like(by_event)
     rank[by_event] = np.arange(by_event.shape[0])
-    visible, label_visible = _packed(
-        codes, np.maximum(event_ms, available_ms), label_codes, label_ms
-    )
-    by_visible = np.argsort(visible, kind="stable")
+    visible_ms = np.maximum(event_ms, available_ms)
+    visible, label_visible = _packed(codes, visible_ms, label_codes, label_ms)
+    by_visible = _code_time_order(visible, codes, visible_ms)
     best_rank = np.maximum.accumulate(rank[by_visible])
     found = _as_of(visible[by_visible], codes[by_visible], best_rank, label_visible, label_codes)
     return np.where(found == _NONE, _NONE, by_event[np.maximum(found, 0)])
@@ -309,17 +308,10 @@ def _sorted_order(
 ) -> np.ndarray:
     """Return the order that sorts records by (code, time), then by ``available_at``.
 
-    With fewer than 65,536 entities, this takes a stable sort by time, then a stable sort by
-    16-bit code, which numpy does by radix. That is faster than one sort of the packed values,
-    most of all on archives close to time order, as the sink writes them. Versions of one
-    record share a packed value and are rare, so only those runs are sorted again, by
-    ``available_at``, in the places they already take.
+    Versions of one record share a packed value and are rare, so only those runs are sorted
+    again, by ``available_at``, in the places they already take.
     """
-    if int(codes.max()) < 2**16:
-        by_time = np.argsort(times_ms, kind="stable")
-        order = by_time[np.argsort(codes.astype(np.uint16)[by_time], kind="stable")]
-    else:
-        order = np.argsort(packed, kind="stable")
+    order = _code_time_order(packed, codes, times_ms)
     sorted_packed = packed[order]
     tied = sorted_packed[1:] == sorted_packed[:-1]
     if tied.any():
@@ -330,6 +322,19 @@ def _sorted_order(
         versions = order[places]
         order[places] = versions[np.lexsort((available_ms[versions], packed[versions]))]
     return order
+
+
+def _code_time_order(packed: np.ndarray, codes: np.ndarray, times_ms: np.ndarray) -> np.ndarray:
+    """Return a stable order that sorts records by (code, time), as ``packed`` sorts them.
+
+    With fewer than 65,536 entities, this takes a stable sort by time, then a stable sort by
+    16-bit code, which numpy does by radix. That is faster than one sort of the packed values,
+    most of all on archives close to time order, as the sink writes them.
+    """
+    if int(codes.max()) >= 2**16:
+        return np.argsort(packed, kind="stable")
+    by_time = np.argsort(times_ms, kind="stable")
+    return by_time[np.argsort(codes.astype(np.uint16)[by_time], kind="stable")]
 
 
 def _entity_codes(
