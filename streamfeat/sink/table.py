@@ -86,47 +86,57 @@ def rows_tables(
 ) -> list[tuple[str, pa.Table]]:
     """Build the archive tables of a view's decoded rows, one per UTC event date.
 
-    Returns (date, table) pairs in date order; each table keeps the rows' message order and
+    Returns (date, table) pairs in date order. Each table keeps the rows' message order and
     has the columns and types ``records_table`` gives the same records.
     """
+    # A stable sort by day keeps the message order within each day, so each day's rows are
+    # one slice of columns built once for the whole view.
     days = rows.event_ts_ms // _DAY_MS
     order = np.argsort(days, kind="stable")
     days = days[order]
-    bounds = np.flatnonzero(np.diff(days)) + 1
-    starts = [0, *bounds.tolist()]
-    stops = [*bounds.tolist(), len(days)]
-    indices = pa.array(order)
-    whole: dict[str, pa.Array] = {}
-    for key, values in zip(join_keys, rows.entity, strict=True):
-        whole[key] = values.take(indices)
-    whole[EVENT_TS] = pa.array(rows.event_ts_ms[order], TIMESTAMP_TYPE)
-    whole[LATEST_EVENT_TS] = pa.array(rows.latest_event_ts_ms[order], TIMESTAMP_TYPE)
-    whole[AVAILABLE_AT] = pa.array(rows.available_at_ms[order], TIMESTAMP_TYPE)
-    whole[VERSION] = pa.array(rows.version[order], pa.int32())
-    base = list(whole)
-    definitions = {feature.name: feature for feature in view.features}
-    inferred = []
-    for name, feature in definitions.items():
-        values = _take(rows.features[name], order)
-        data_type = _declared_type(feature, column_types.get(name))
+    bounds = np.flatnonzero(np.diff(days)).tolist()
+    starts, stops = [0, *(b + 1 for b in bounds)], [*(b + 1 for b in bounds), len(days)]
+
+    columns = _record_columns(join_keys, rows, order)
+    names = [*columns, *(feature.name for feature in view.features)]
+    inferred = {}
+    for feature in view.features:
+        values = _take(rows.features[feature.name], order)
+        data_type = _declared_type(feature, column_types.get(feature.name))
         if data_type is None:
-            inferred.append((name, values))
+            inferred[feature.name] = values
         else:
-            whole[name] = _values_array(view.name, name, data_type, values)
+            columns[feature.name] = _values_array(view.name, feature.name, data_type, values)
     metadata = {
         JOIN_KEYS_METADATA: json.dumps(list(join_keys)).encode(),
-        FEATURES_METADATA: json.dumps(list(definitions)).encode(),
+        FEATURES_METADATA: json.dumps([feature.name for feature in view.features]).encode(),
     }
+
     tables = []
     for start, stop in zip(starts, stops, strict=True):
-        columns = {name: array.slice(start, stop - start) for name, array in whole.items()}
-        for name, values in inferred:
-            group = _slice(values, start, stop)
-            columns[name] = _values_array(view.name, name, _branches_type(group), group)
-        table = pa.table({name: columns[name] for name in [*base, *definitions]})
-        date = event_date(int(days[start]) * _DAY_MS)
-        tables.append((date, table.replace_schema_metadata(metadata)))
+        day = {name: array.slice(start, stop - start) for name, array in columns.items()}
+        for name, values in inferred.items():
+            # Values decide the type per file, as records_table decides it per table.
+            day_values = _slice(values, start, stop)
+            day[name] = _values_array(view.name, name, _branches_type(day_values), day_values)
+        table = pa.table({name: day[name] for name in names}).replace_schema_metadata(metadata)
+        tables.append((event_date(int(days[start]) * _DAY_MS), table))
     return tables
+
+
+def _record_columns(
+    join_keys: Sequence[str], rows: ViewRows, order: np.ndarray
+) -> dict[str, pa.Array]:
+    """Return the join-key, time and version columns of ``rows`` in ``order``."""
+    columns: dict[str, pa.Array] = {}
+    indices = pa.array(order)
+    for key, values in zip(join_keys, rows.entity, strict=True):
+        columns[key] = values.take(indices)
+    columns[EVENT_TS] = pa.array(rows.event_ts_ms[order], TIMESTAMP_TYPE)
+    columns[LATEST_EVENT_TS] = pa.array(rows.latest_event_ts_ms[order], TIMESTAMP_TYPE)
+    columns[AVAILABLE_AT] = pa.array(rows.available_at_ms[order], TIMESTAMP_TYPE)
+    columns[VERSION] = pa.array(rows.version[order], pa.int32())
+    return columns
 
 
 def _declared_type(feature: Feature, column_type: pa.DataType | None) -> pa.DataType | None:

@@ -127,6 +127,29 @@ def test_features_in_any_order_read() -> None:
     assert decoded[0].values == {"last_carrier": "AA", "n": 7, "delay_max": 1.5}
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=60), min_size=1, max_size=8), st.data())
+def test_arbitrary_bytes_never_misread(garbage: list[bytes], data: st.DataObject) -> None:
+    """Random bytes, alone or after a valid header, are left over or read as fastavro reads them."""
+    header = encode_record(PLANE)[:10]
+    messages = [data.draw(st.sampled_from([b"", header])) + chunk for chunk in garbage]
+
+    decoded, leftovers = columnar_records(messages)
+
+    assert sorted([*decoded, *leftovers]) == list(range(len(messages)))
+    for position, record in decoded.items():
+        assert typed(record) == typed(decode_record(messages[position]))
+
+
+def test_every_truncation_left_over_last() -> None:
+    message = encode_record(PLANE)
+
+    for length in range(len(message)):
+        _, leftovers = columnar_records([message[:length]])
+
+        assert leftovers == [0]
+
+
 def test_every_truncation_left_over() -> None:
     message = encode_record(PLANE)
     cuts = [message[:length] for length in range(len(message))]
