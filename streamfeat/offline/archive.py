@@ -91,35 +91,26 @@ def read_records(archive_dir: str | Path, view: str, columns: Sequence[str]) -> 
     if not folder.is_dir():
         return None
     dataset = ds.dataset(folder, format="parquet")
-    if not dataset.files:
+    fragments = list(dataset.get_fragments())
+    if not fragments:
         return None
-    if not _fits(dataset.schema, columns):
-        dataset = _unified(list(dataset.get_fragments()))
-    missing = [name for name in columns if name not in dataset.schema.names]
+    unified = _unified(fragments)
+    missing = [name for name in columns if name not in unified.schema.names]
     if missing:
         raise ConfigurationError(
             f"the archive of feature view {view!r} in {archive_dir} has no column "
-            f"{', '.join(map(repr, missing))}; its columns: {', '.join(dataset.schema.names)}; "
+            f"{', '.join(map(repr, missing))}; its columns: {', '.join(unified.schema.names)}; "
             "leave those features out or write records that have them"
         )
-    return dataset.to_table(columns=list(columns))
-
-
-def _fits(schema: pa.Schema, columns: Sequence[str]) -> bool:
-    """Tell whether a schema taken from one file can read ``columns`` from every file.
-
-    Reading the other files' schemas costs a file open each, so it is done only when this
-    one lacks a column or has the null type for one, as after a batch of all-null values.
-    Other files that lack a column, or have the null type for it, read as nulls.
-    """
-    return all(name in schema.names and schema.field(name).type != pa.null() for name in columns)
+    return unified.to_table(columns=list(columns))
 
 
 def _unified(fragments: list[ds.Fragment]) -> ds.Dataset:
     """Return a dataset of ``fragments`` whose schema takes in every file's columns and types.
 
-    A feature whose values were all null in one batch has the null type in that file, so the
-    schemas are unified permissively.
+    A feature whose values were all null in one batch has the null type in that file, and a
+    max of whole numbers in one batch is int64 where another batch's is float64, so the
+    schemas are unified permissively: the null type gives way, int64 widens to float64.
     """
     schema = pa.unify_schemas(
         [fragment.physical_schema for fragment in fragments], promote_options="permissive"

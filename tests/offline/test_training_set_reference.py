@@ -218,6 +218,38 @@ def test_files_with_null_typed_column_read_together(tmp_path: Path, null_file_fi
     assert result["legs__carrier"].iloc[1] == "B6"
 
 
+@pytest.mark.parametrize("int_file_first", [True, False])
+def test_int_and_float_files_read_as_float(tmp_path: Path, int_file_first: bool) -> None:
+    topology = route_topology(None, [{"name": "worst", "function": "max", "column": "d"}])
+    writer = ArchiveWriter(topology, tmp_path)
+    entity = ("JFK", "LAX")
+    int_offset, float_offset = (0, 1) if int_file_first else (1, 0)
+    writer.write_batch(
+        0,
+        int_offset,
+        int_offset,
+        [FeatureRecord("legs", 1, entity, BASE_MS, BASE_MS, {"worst": 5}, BASE_MS)],
+    )
+    writer.write_batch(
+        0,
+        float_offset,
+        float_offset,
+        [FeatureRecord("legs", 1, entity, BASE_MS + 10, BASE_MS, {"worst": 7.5}, 0)],
+    )
+    labels = pd.DataFrame(
+        {
+            "origin": ["JFK", "JFK"],
+            "dest": ["LAX", "LAX"],
+            "event_timestamp": pd.to_datetime([BASE_MS, BASE_MS + 10], unit="ms", utc=True),
+        }
+    )
+
+    result = training_set(labels, topology, tmp_path)
+
+    assert result["legs__worst"].tolist() == [5.0, 7.5]
+    assert result["legs__worst"].dtype == "float64"
+
+
 @pytest.mark.parametrize("older_file_first", [True, False])
 def test_feature_missing_from_older_files_is_null_there(
     tmp_path: Path, older_file_first: bool
