@@ -5,6 +5,9 @@ decodes the batch column by column, writes its files and only then commits the o
 the range. A crash in between leaves files whose offsets are not committed; the next run
 reads those offsets again, finds the files (their names carry the range) and cuts its batch
 at the same offsets, so it writes the same files again instead of adding rows.
+
+Decoding and writing run in background threads (see ``inflight``) while the consumer reads
+on. Batches are committed in the order they closed, each once all its files are written.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from streamfeat.sink.writer import ArchiveWriter
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_RECORDS = 50_000
-"""Messages per batch, at most; a batch larger than this is cut and written."""
+"""Messages per batch, tombstones included; a batch that reaches it is closed and written."""
 DEFAULT_MAX_DELAY = timedelta(seconds=10)
 JOIN_TIMEOUT = timedelta(seconds=30)
 """How long ``until_idle`` waits for a first partition assignment before giving up."""
