@@ -4,13 +4,13 @@ Usage: ``python quix_app.py SPEC_JSON`` in an interpreter with ``quixstreams[avr
 benchmark keeps one in ``.local/bench-venvs/quixstreams``). It runs until every source event
 has reached every view, then stops the app and writes its result to the spec's result file.
 
-Per view it is what a Quix Streams user would write for an online feature: ``group_by`` the
-entity's join key (a repartition topic), a hopping window with the view's length and hop, the
-built-in aggregations, Quix's own RocksDB state with changelog topics, and ``.current()``, so a
-value is emitted on every update. Of the windows one event updates, the app keeps the one that
-ends with the event's hop slot (the value as of that event, as streamfeat's worker computes it)
-and produces it to an output topic. Event time is the source's local-time field converted in its
-zone by a timestamp extractor.
+Per view it is what a Quix Streams user would write for an online feature. It re-keys by the
+entity's join key with ``group_by`` (a repartition topic) and applies a hopping window with the
+view's length and hop and the built-in aggregations. State is Quix's own RocksDB with changelog
+topics, and ``.current()`` emits a value on every update. Of the windows one event updates, the
+app keeps the one that ends with the event's hop slot (the value as of that event, as
+streamfeat's worker computes it) and produces it to an output topic. Event time is the source's
+local-time field converted in its zone by a timestamp extractor.
 
 Quix Streams 3.28.1 reads a backlog one partition after another, because it orders messages by
 timestamp only across topics, not across the partitions of one topic. In a replay a key's events
