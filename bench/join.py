@@ -198,7 +198,7 @@ def feast_figures(
                 name,
                 "labels/s",
                 label_count / ours_s,
-                f"{peer}, extrapolated",
+                f"{peer}, estimate",
                 label_count / estimate_s,
                 note,
             )
