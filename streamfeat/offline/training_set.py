@@ -33,7 +33,7 @@ from streamfeat.definitions.models import FeatureView, Topology
 from streamfeat.errors import ConfigurationError
 from streamfeat.offline.archive import read_records
 from streamfeat.serialization.times import datetime_to_ms
-from streamfeat.sink.layout import AVAILABLE_AT, EVENT_TS, LATEST_EVENT_TS
+from streamfeat.sink.layout import AVAILABLE_AT, EVENT_TS, LATEST_EVENT_TS, TIMESTAMP_TYPE
 
 _NULLABLE_TYPES = {
     pa.int64(): pd.Int64Dtype(),
@@ -112,7 +112,9 @@ def _join_view(
             "sink or a backfill into that folder, or leave the view out"
         )
     chosen = _chosen_records(records, keys, label_keys, label_ms, view, as_known_then)
-    values = records.select(names).combine_chunks().take(_as_indices(chosen))
+    # A null take index gives a null row: the label row has no record.
+    indices = pa.array(chosen, pa.int64(), mask=chosen == _NONE)
+    values = records.select(names).combine_chunks().take(indices)
     return values.to_pandas(types_mapper=_NULLABLE_TYPES.get)
 
 
@@ -386,7 +388,7 @@ def _dense(record_codes: np.ndarray, label_codes: np.ndarray) -> tuple[np.ndarra
 
 def _epoch_ms(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Return a timestamp column as epoch milliseconds (0 where null) and where it is valid."""
-    milliseconds = column.cast(pa.int64())
+    milliseconds = column.cast(TIMESTAMP_TYPE).cast(pa.int64())
     if milliseconds.null_count == 0:
         return milliseconds.to_numpy(), np.ones(len(milliseconds), bool)
     valid = pc.is_valid(milliseconds).to_numpy()
@@ -403,8 +405,3 @@ def _within_ttl(
     if ttl_ms is not None:
         keep &= label_ms - latest_ms[at] <= ttl_ms
     return np.where(keep, chosen, _NONE)
-
-
-def _as_indices(chosen: np.ndarray) -> pa.Array:
-    """Return record positions as Arrow take indices, null where a label row has no record."""
-    return pa.array(chosen, pa.int64(), mask=chosen == _NONE)
