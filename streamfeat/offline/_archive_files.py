@@ -27,6 +27,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from streamfeat.sink.files import sync_folder, write_atomically
 from streamfeat.sink.layout import (
     AVAILABLE_AT,
     EVENT_TS,
@@ -94,7 +95,7 @@ class ArchiveFiles:
     def finish(self) -> list[Path]:
         """Wait for every file to be in place, sync the folders and return the paths."""
         paths = [future.result().result() for future in self._encoding]
-        list(self._disk.map(_sync, sorted(self._folders)))
+        list(self._disk.map(sync_folder, sorted(self._folders)))
         return paths
 
     def _encode(
@@ -108,25 +109,4 @@ class ArchiveFiles:
             use_dictionary=[*join_keys, VERSION, AVAILABLE_AT],
             write_statistics=[*join_keys, EVENT_TS, LATEST_EVENT_TS],
         )
-        return self._disk.submit(_write_atomically, buffer.getvalue(), folder, self.name)
-
-
-def _write_atomically(data: pa.Buffer, folder: Path, name: str) -> Path:
-    os.makedirs(folder, exist_ok=True)
-    final = folder / name
-    temporary = folder / f".{name}.tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(memoryview(data))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, final)
-    return final
-
-
-def _sync(folder: Path) -> None:
-    """Persist the renames in ``folder``."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        return self._disk.submit(write_atomically, memoryview(buffer.getvalue()), folder, self.name)

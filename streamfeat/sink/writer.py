@@ -11,7 +11,6 @@ release the GIL, and a batch of records spread over many dates makes many small 
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 from streamfeat.definitions.models import Topology
 from streamfeat.featurelog.record import FeatureRecord
 from streamfeat.sink.columns import ViewRows
+from streamfeat.sink.files import sync_folder, write_atomically
 from streamfeat.sink.layout import (
     AVAILABLE_AT,
     EVENT_TS,
@@ -35,8 +35,6 @@ from streamfeat.sink.source_types import SourceTypes
 from streamfeat.sink.table import records_table, rows_tables
 
 logger = logging.getLogger(__name__)
-
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
 WRITE_THREADS = 4
@@ -154,24 +152,8 @@ class ArchiveWriter:
 
 
 def _write_atomically(table: pa.Table, folder: Path, name: str) -> Path:
-    final = folder / name
-    temporary = folder / f".{name}.tmp"
-    encoded = _encode(table)
-    try:
-        descriptor = os.open(temporary, _CREATE_FLAGS, 0o666)
-    except FileNotFoundError:
-        # Trying first saves a mkdir call per file; most folders exist after a day's first batch.
-        folder.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(temporary, _CREATE_FLAGS, 0o666)
-    try:
-        written = 0
-        while written < len(encoded):
-            written += os.write(descriptor, encoded[written:])
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    os.replace(temporary, final)
-    _sync_folder(folder)
+    final = write_atomically(_encode(table), folder, name)
+    sync_folder(folder)
     logger.debug("sink_file_written path=%s rows=%d", final, table.num_rows)
     return final
 
@@ -189,12 +171,3 @@ def _encode(table: pa.Table) -> memoryview:
         write_statistics=[*strings, EVENT_TS, AVAILABLE_AT],
     )
     return memoryview(encoded.getvalue())
-
-
-def _sync_folder(folder: Path) -> None:
-    """Persist the rename, so a file whose offsets get committed survives a power loss."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
