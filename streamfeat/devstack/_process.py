@@ -89,6 +89,23 @@ def process_matches(pid: int, markers: tuple[str, ...]) -> bool:
     return bool(arguments) and all(marker in arguments for marker in markers)
 
 
+def process_exited(pid: int) -> bool:
+    """Return whether ``pid`` is gone or a zombie; an exited child of this process is reaped."""
+    with contextlib.suppress(ChildProcessError):
+        reaped_pid, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped_pid == pid:
+            return True
+    if not _pid_exists(pid):
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        # Gone since the check above, or no /proc (macOS), where only the kill check counts.
+        return Path("/proc/self").exists()
+    # The state letter follows the command name, which is in parentheses.
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
 def _arguments(pid: int) -> list[str]:
     if Path("/proc/self").exists():
         try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamfeat.devstack._process import (
+    process_exited,
     process_matches,
     read_pid,
     spawn_detached,
@@ -145,7 +146,9 @@ class LocalService(ABC):
         ``timeout_s`` is the whole wait the caller allowed; it only appears in the message.
         """
         while True:
-            if not process_matches(pid, self._markers()):
+            # A process that is starting can show an empty or other command line for a moment
+            # (a broker under load once did), so only an exited process ends the wait.
+            if not process_matches(pid, self._markers()) and process_exited(pid):
                 raise StackError(
                     f"The {self.name} (pid {pid}) exited while starting; "
                     f"see {self.log_path} for the reason."
