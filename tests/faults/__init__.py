@@ -1,8 +1,8 @@
 """Fault tests: crashes, outages and failovers of the real processes change no result.
 
-Each test starts a Kafka broker and a Redis server of its own, runs ``streamfeat worker`` and
-``streamfeat sink`` as processes on a replay of March 2013 flights, injects its faults at points
-chosen by a seed, and compares the archive and Redis with a backfill of the same events.
+Each test starts a Kafka broker and a Redis server of its own and runs ``streamfeat worker`` and
+``streamfeat sink`` as processes on a replay of March 2013 flights. It injects its faults at
+points chosen by a seed, then compares the archive and Redis with a backfill of the same events.
 
 - ``make test`` runs the short variant: a week with two worker kills.
 - ``make test-long`` runs the month variants (marker ``long``).

@@ -1,8 +1,8 @@
 """Notice archive files the moment the sink renames them into place (Linux inotify).
 
 The sink writes a batch's files and only then commits the batch's offsets, and that window
-lasts milliseconds. Polling the folder tree would mostly miss it, so the watch asks the kernel
-for rename events instead, on the archive folder and on every folder created below it.
+lasts milliseconds. Polling the folder tree would mostly miss it, so the watch takes rename events
+from the kernel instead, on the archive folder and on every folder created below it.
 """
 
 from __future__ import annotations

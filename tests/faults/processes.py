@@ -61,7 +61,7 @@ class ManagedProcess:
         return killed_at
 
     def pause(self) -> None:
-        """SIGSTOP: the process keeps its sockets but answers nothing until ``resume``."""
+        """SIGSTOP: the process keeps its sockets but responds to nothing until ``resume``."""
         os.kill(self.pid, signal.SIGSTOP)
         self.paused = True
 

@@ -2,7 +2,7 @@
 
 Fault tests stop and restart services, so each runs its own stack on free loopback ports in a
 home of its own. The Kafka jars are copied from the shared stack's home when it has them, which
-spares a Maven run; ``LocalStack.up`` resolves them with Maven only when that copy is missing or
+spares a Maven run. ``LocalStack.up`` resolves them with Maven only when that copy is missing or
 stale.
 """
 
@@ -32,7 +32,7 @@ def shared_kafka_jars() -> Path:
 
 
 def start_stack(home: Path) -> LocalStack:
-    """Start a stack in ``home`` on free loopback ports and wait until both services answer.
+    """Start a stack in ``home`` on free loopback ports and wait until both services respond.
 
     A failed start is tried once more on other ports, after its leftovers are killed.
     """
@@ -120,7 +120,7 @@ def stop_broker(stack: LocalStack) -> float:
 
 
 def start_stopped_services(stack: LocalStack) -> float:
-    """Start whichever service is stopped and wait until it answers; return the seconds taken."""
+    """Start whichever service is stopped and wait until it responds; return the seconds taken."""
     started = time.monotonic()
     stack.up()
     return time.monotonic() - started

@@ -21,6 +21,7 @@ from tests.faults.pipeline import MONTH, FaultPipeline, wait_assigned
 from tests.faults.processes import ManagedProcess, log_time, wait_for
 from tests.faults.replay import require_running, wait_applied, wait_progress
 from tests.faults.scenario import (
+    READ_ARCHIVE_MERGES_VERSIONS,
     FaultRun,
     assert_matches_reference,
     assert_no_dead_letter_repeated,
@@ -152,9 +153,8 @@ def test_archive_and_online_equal_reference(failover_run: FailoverRun) -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="read_archive merges versions with equal content into the earliest one, so a "
-    "record that a rebuilding worker wrote as A, then B, then A again reads as B; a run "
-    "shows it only when a rebuild wrote such a passing version",
+    reason=READ_ARCHIVE_MERGES_VERSIONS
+    + "; a run shows it only when a rebuild wrote such versions",
 )
 def test_read_archive_returns_newest_versions(failover_run: FailoverRun) -> None:
     assert_read_archive_agrees(failover_run)

@@ -1,6 +1,6 @@
-"""Redis stopped for 20 s and the Kafka broker restarted during a replay: nothing changes.
+"""Redis and the Kafka broker each stopped for 20 s during a replay: nothing changes.
 
-The worker keeps its batch while a service is away and retries; it must log one line when a
+The worker keeps its batch while a service is away and retries. It must log one line when a
 service goes away and one when it is back, not one per attempt. The seed chooses when each
 outage starts (as a share of the replay applied) and which comes first.
 
@@ -38,7 +38,8 @@ from tests.faults.stack import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
-REDIS_DOWN_S = 20.0
+DOWN_S = 20.0
+"""Seconds each service stays stopped before it is started again."""
 MAX_WORKER_WARNINGS = 8
 """Warning lines, besides dead letters, that the worker may log over both outages."""
 MAX_SINK_LINES = 10
@@ -76,19 +77,14 @@ def outage_run(
         for name, point in zip(rng.sample(["redis", "broker"], 2), points, strict=True):
             wait_progress(pipeline, point, check)
             progress = pipeline.worker_progress()
-            if name == "redis":
-                stopped_at = stop_redis(pipeline.stack)
-                time.sleep(REDIS_DOWN_S)
-                back_s = start_stopped_services(pipeline.stack)
-            else:
-                started = time.time()
-                stopped_at = stop_broker(pipeline.stack)
-                back_s = start_stopped_services(pipeline.stack)
-                run.facts.append(f"broker stop took {stopped_at - started:.1f} s")
+            started = time.time()
+            stopped_at = (stop_redis if name == "redis" else stop_broker)(pipeline.stack)
+            time.sleep(DOWN_S)
+            back_s = start_stopped_services(pipeline.stack)
             down_s = time.time() - stopped_at
             run.facts.append(
-                f"{name} stopped at {progress:.1%} applied (point {point:.0%}), "
-                f"down {down_s:.1f} s, start took {back_s:.1f} s"
+                f"{name} stopped at {progress:.1%} applied (point {point:.0%}), stop took "
+                f"{stopped_at - started:.1f} s, down {down_s:.1f} s, start took {back_s:.1f} s"
             )
         run.seconds["apply"] = wait_applied(pipeline, check)
         run.seconds.update(pipeline.stop([supervisor.worker], sink))
@@ -110,7 +106,7 @@ def test_each_rejected_event_has_one_dead_letter(outage_run: FaultRun) -> None:
     assert_dead_letters_match(outage_run)
 
 
-def test_worker_logs_few_lines_about_outages(outage_run: FaultRun) -> None:
+def test_worker_logs_few_lines_about_outages(outage_run: OutageRun) -> None:
     """One line down and one up per outage; the broker may count twice (see below)."""
     lines = _log_lines(outage_run, "worker-w1")
     changes = Counter(match.groups() for line in lines if (match := _SERVICE.search(line)))
@@ -118,18 +114,22 @@ def test_worker_logs_few_lines_about_outages(outage_run: FaultRun) -> None:
     report("worker log", [f"outage lines {dict(changes)}, other warnings {len(warnings)}"])
     assert changes[("service_unavailable", "online_store")] == 1, warnings
     assert changes[("service_recovered", "online_store")] == 1, warnings
-    # NOTE: the producer's and the consumer's librdkafka clients each report that every broker
-    # is down, and the second report can arrive just after the first batch went through, so
-    # one broker restart may log two outages of the broker.
-    assert 1 <= changes[("service_unavailable", "kafka")] <= 2, warnings
-    assert changes[("service_recovered", "kafka")] == changes[("service_unavailable", "kafka")]
+    # NOTE: librdkafka hands error callbacks over on the next poll. An "all brokers down"
+    # report queued during the outage can therefore arrive after the worker reached the broker
+    # again (it then reads "0/1 brokers are down"), so one restart may log two broker outages.
+    unavailable = changes[("service_unavailable", "kafka")]
+    assert 1 <= unavailable <= 2, warnings
+    # A worker that the supervisor killed logged no recovery.
+    restarts = len(outage_run.interventions)
+    assert changes[("service_recovered", "kafka")] >= unavailable - restarts, warnings
     assert len(warnings) <= MAX_WORKER_WARNINGS, "\n".join(warnings)
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="streamfeat sink leaves librdkafka's logging on, which prints a line per "
-    "reconnection attempt (about 20 a second) while the broker is away",
+    strict=False,
+    reason="streamfeat sink leaves librdkafka's logging on, which can print a line per "
+    "reconnection attempt, about 20 a second, while the broker is away (426 lines over one "
+    "outage of 22 s; other runs printed 5)",
 )
 def test_sink_logs_few_lines_about_outages(outage_run: FaultRun) -> None:
     lines = _log_lines(outage_run, "sink")

@@ -1,6 +1,6 @@
 """The sink SIGKILLed between writing a batch's files and committing its offsets, 5 times.
 
-An inotify watch on the archive sees each file the moment the sink renames it into place, and
+An inotify watch on the archive reports each file the moment the sink renames it into place, and
 the test kills the sink at once. The group's committed offset of that feature-log partition then
 shows whether the kill landed in the window: a commit that had happened would cover the file's
 last offset. The test needs ``LANDED`` such kills.
@@ -46,7 +46,7 @@ CHUNKS = 10
 MAX_SKIPPED_FILES = 3
 """A kill waits for the first to the fourth file of new batches, chosen by the seed."""
 FILE_TIMEOUT_S = 180.0
-"""Longest wait for a file: a restarted sink waits for its killed predecessor's group session
+"""Maximum wait for a file: a restarted sink waits for its killed predecessor's group session
 (librdkafka's default of 45 s) to expire, then up to 10 s for its first batch to close."""
 
 
