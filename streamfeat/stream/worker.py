@@ -24,6 +24,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -174,6 +175,7 @@ class Worker:
             }
         )
         self._delivery_errors: list[str] = []
+        self._fatal_error: KafkaError | None = None
         self._last_idle_check_ms = 0
         self._last_available_ms = 0
         self._merger = SourceMerger(max_buffered=config.batch_size * 10)
@@ -194,6 +196,8 @@ class Worker:
                 self.run_batch()
         finally:
             self._close()
+        if self._fatal_error is not None:
+            raise KafkaException(self._fatal_error)
         return self.stats
 
     def run_batch(self) -> None:
@@ -343,6 +347,13 @@ class Worker:
                 self._producer.poll(0.05)
 
     def _on_kafka_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            # A fatal client error (such as a fenced static member) stops all consumption for
+            # good, so the worker exits and its supervisor starts a new one.
+            logger.error("kafka_fatal_error code=%s error=%s", error.name(), error)
+            self._fatal_error = error
+            self._stopping = True
+            return
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._kafka_health.failed(error)
         elif not self._kafka_health.is_down:
@@ -427,7 +438,9 @@ class Worker:
 
     def _log_consume_error(self, message: Message) -> None:
         error = message.error()
-        if error is not None and error.code() != KafkaError._PARTITION_EOF:
+        if error is not None and error.fatal():
+            self._on_kafka_error(error)
+        elif error is not None and error.code() != KafkaError._PARTITION_EOF:
             logger.warning("consume_error topic=%s error=%s", message.topic(), error)
 
     def _close(self) -> None:
