@@ -170,12 +170,18 @@ def _join_keys(schemas: Iterable[pa.Schema]) -> list[str]:
 def _distinct_sorted(
     frame: pd.DataFrame, join_keys: list[str], features: list[str]
 ) -> pd.DataFrame:
-    """Drop repeats of a record, keeping its earliest ``available_at``, then sort."""
+    """Sort, and drop each version that repeats the one just before it of the same record.
+
+    Only a direct repeat goes: after A, B, A the second A is kept, because it is the newest.
+    """
     identity = [*join_keys, EVENT_TS, LATEST_EVENT_TS, VERSION, *features]
-    earliest_first = frame.sort_values(AVAILABLE_AT, kind="stable")
-    distinct = earliest_first.drop_duplicates(subset=identity, keep="first")
-    ordered = distinct.sort_values([*join_keys, EVENT_TS, AVAILABLE_AT], kind="stable")
-    return ordered.reset_index(drop=True)
+    ordered = frame.sort_values([*join_keys, EVENT_TS, AVAILABLE_AT], kind="stable")
+    current = ordered[identity]
+    previous = current.shift(1)
+    equal = (current == previous).fillna(False).astype(bool)
+    both_null = current.isna() & previous.isna()
+    repeats = (equal | both_null).all(axis=1)
+    return ordered[~repeats.to_numpy()].reset_index(drop=True)
 
 
 def _empty_frame(schema: pa.Schema) -> pd.DataFrame:

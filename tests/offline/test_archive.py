@@ -136,6 +136,22 @@ def test_reproduced_record_counts_once(writer: ArchiveWriter, tmp_path: Path) ->
     assert list(frame["n"]) == [1, 2, 1]
 
 
+def test_value_restored_after_a_correction_stays_newest(
+    writer: ArchiveWriter, tmp_path: Path
+) -> None:
+    first = plane_record("N1", T10, n=1, available_at=T10 + timedelta(minutes=1))
+    corrected = plane_record("N1", T10, n=2, available_at=T10 + timedelta(minutes=2))
+    restored = plane_record("N1", T10, n=1, available_at=T10 + timedelta(minutes=3))
+    writer.write_batch(0, 0, 0, [first])
+    writer.write_batch(0, 1, 1, [corrected])
+    writer.write_batch(0, 2, 2, [restored])
+
+    frame = read_archive(tmp_path, "plane_stats")
+
+    assert list(frame["n"]) == [1, 2, 1]
+    assert frame["available_at"].iloc[-1] == pd.Timestamp(T10 + timedelta(minutes=3))
+
+
 def test_rows_sorted_by_entity_and_times(writer: ArchiveWriter, tmp_path: Path) -> None:
     writer.write_batch(
         0,
