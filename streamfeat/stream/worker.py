@@ -68,7 +68,7 @@ class WorkerConfig:
     batch_size: int = 2_000
     poll_timeout_s: float = 0.2
     batch_wait_s: float = 0.01
-    """Longest wait for a batch to fill once messages are flowing; bounds added latency."""
+    """Maximum wait for a batch to fill once messages flow; it bounds the latency a batch adds."""
     idle_check_interval_ms: int = 1_000
     group_id: str | None = None
     partition_fetch_bytes: int = 16_384
@@ -78,7 +78,7 @@ class WorkerConfig:
     session_timeout_ms: int = 10_000
     """How long the group waits for a silent worker before moving its partitions to others."""
     backoff: Backoff = field(default_factory=Backoff)
-    """Pauses between attempts to write to an online store that does not answer."""
+    """Pauses between attempts to write to an online store that does not respond."""
 
 
 _Forward = tuple[int, int, Message, messages.Forwarded, AggregatorTask]

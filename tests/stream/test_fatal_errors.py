@@ -13,7 +13,7 @@ from streamfeat.stream.worker import Worker, WorkerConfig
 from tests.stream.harness import SCHEMAS_DIR, build_topology
 
 UNUSED_ADDRESS = "127.0.0.1:9"
-"""Loopback discard port: nothing answers, and the test never needs a broker."""
+"""Loopback discard port: nothing listens there, and the test never needs a broker."""
 
 
 class DiscardingStore:
