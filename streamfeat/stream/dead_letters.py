@@ -11,18 +11,11 @@ logger = logging.getLogger(__name__)
 _READ_TIMEOUT_S = 2.0
 
 
-def dead_lettered_offsets(bootstrap_servers: str, topic: str) -> dict[tuple[str, int], set[int]]:
-    """Source offsets that have a dead letter, per (source topic, partition).
+def dead_lettered_offsets(bootstrap_servers: str, topic: str) -> dict[tuple[str, int], int]:
+    """Highest source offset with a dead letter, per (source topic, partition).
 
-    A set, not the highest offset: a crash during a flush can leave a later offset's dead
-    letter delivered and an earlier one's not, because they go to different partitions.
-
-    Reads the whole dead-letter topic once. On each assignment a worker uses it to judge events
-    again (after lost state, or after a crash before its state was saved) without sending their
-    dead letters twice.
-
-    NOTE: the read grows with the topic; a dead-letter topic with a short retention keeps it
-    small.
+    Reads the whole dead-letter topic once; a worker that lost a partition's state uses it to
+    judge that partition's events again without sending their dead letters twice.
     """
     consumer = Consumer(
         {
@@ -31,11 +24,11 @@ def dead_lettered_offsets(bootstrap_servers: str, topic: str) -> dict[tuple[str,
             "enable.auto.commit": False,
         }
     )
-    found: dict[tuple[str, int], set[int]] = {}
+    highest: dict[tuple[str, int], int] = {}
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
-            return found
+            return highest
         ends = {}
         for partition in metadata.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
@@ -54,23 +47,25 @@ def dead_lettered_offsets(bootstrap_servers: str, topic: str) -> dict[tuple[str,
                 if message.error() is not None:
                     continue
                 headers = message.headers() or []
-                _note(found, dict(headers.items() if isinstance(headers, dict) else headers))
+                _note(highest, dict(headers.items() if isinstance(headers, dict) else headers))
                 offset = message.offset() or 0
                 if offset + 1 >= remaining.get(message.partition() or 0, 0):
                     remaining.pop(message.partition() or 0, None)
     finally:
         consumer.close()
-    return found
+    return highest
 
 
-def _note(found: dict[tuple[str, int], set[int]], headers: dict[str, bytes | str | None]) -> None:
+def _note(highest: dict[tuple[str, int], int], headers: dict[str, bytes | str | None]) -> None:
     try:
         source_topic = _text(headers["streamfeat.topic"])
         partition = int(_text(headers["streamfeat.partition"]))
         offset = int(_text(headers["streamfeat.offset"]))
     except (KeyError, ValueError):
         return
-    found.setdefault((source_topic, partition), set()).add(offset)
+    key = (source_topic, partition)
+    if offset > highest.get(key, -1):
+        highest[key] = offset
 
 
 def _text(value: bytes | str | None) -> str:

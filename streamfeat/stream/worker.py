@@ -387,20 +387,18 @@ class Worker:
             self._consumer.commit(offsets=offsets, asynchronous=True)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        dead_lettered: dict[tuple[str, int], set[int]] | None = None
+        dead_lettered: dict[tuple[str, int], int] | None = None
         for tp in partitions:
             state = PartitionState(self.config.state_dir / f"{tp.topic}-{tp.partition}")
             tp.offset = OFFSET_BEGINNING if state.offset is None else state.offset + 1
             self._open_task(tp, state)
             router = self._routers.get((tp.topic, tp.partition))
-            # Also with state: a worker killed after its dead letters were acknowledged, but
-            # before its state was saved, judges those events again and must not resend them.
-            if router is not None:
+            if router is not None and state.offset is None:
                 if dead_lettered is None:
                     dead_lettered = dead_lettered_offsets(
                         self.config.bootstrap_servers, self.topology.dead_letters
                     )
-                router.dead_lettered = frozenset(dead_lettered.get((tp.topic, tp.partition), ()))
+                router.dead_lettered_through = dead_lettered.get((tp.topic, tp.partition))
         consumer.assign(partitions)
         logger.info(
             "partitions_assigned count=%d partitions=%s",

@@ -23,6 +23,7 @@ from tests.faults.pipeline import MONTH, QUIET, FaultPipeline
 from tests.faults.processes import ManagedProcess
 from tests.faults.replay import require_running, wait_applied
 from tests.faults.scenario import (
+    DEAD_LETTERS_SENT_AGAIN,
     READ_ARCHIVE_MERGES_VERSIONS,
     FaultRun,
     assert_matches_reference,
@@ -115,6 +116,10 @@ def test_every_rejection_dead_lettered(dead_letter_kill_run: FaultRun) -> None:
     assert_rejections_dead_lettered(dead_letter_kill_run)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=DEAD_LETTERS_SENT_AGAIN,
+)
 def test_no_dead_letter_repeated(dead_letter_kill_run: FaultRun) -> None:
     assert_no_dead_letter_repeated(dead_letter_kill_run)
 
