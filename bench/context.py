@@ -1,4 +1,4 @@
-"""What every benchmark shares: the local stack, a topology of the run's own, the year's events."""
+"""Shared benchmark context: the local stack, a topology of the run's own, the year's events."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ events divided by the time from just before its app starts until the last event 
 every view. That leaves out the peer's shutdown and final commit, while the worker's figure
 waits for committed offsets, so the comparison leans toward the peers.
 
-The faust-streaming app applies only tens of events per second (faust_app.py tells why), so it
+The faust-streaming app applies only tens of events per second (faust_app.py explains why), so it
 stops once ``FAUST_EVENT_LIMIT`` events have reached every view, and its rate is measured over
 those; the whole year would take hours.
 

@@ -30,4 +30,4 @@ class DemoError(StreamfeatError, RuntimeError):
 
 
 class OnlineStoreUnavailable(OnlineStoreError):
-    """The online store did not answer (connection refused, reset or timed out); retry later."""
+    """The online store did not respond (connection refused, reset or timed out); retry later."""

@@ -19,7 +19,7 @@ partitions) the latest event seen per key was up to 1,360 hours ahead of a later
 a grace period of 0 (the source's allowed lateness) Quix skipped 72% of the window updates as
 late. So the spec's grace period covers the replay's span: every event updates all its windows,
 the work the worker does, and no window expires during the run. The values emitted mid-replay
-still differ from the worker's, because a window already holds the later events that Quix read
+still differ from the worker's, because a window already contains the later events that Quix read
 earlier from other partitions.
 """
 

@@ -1,7 +1,7 @@
 """Committed consumer-group offsets, read through a group coordinator that may be moving.
 
 A broker returns ``NOT_COORDINATOR`` or ``COORDINATOR_LOAD_IN_PROGRESS`` while the partition of
-``__consumer_offsets`` that holds a group is still loading, right after a start or a restart.
+``__consumer_offsets`` that contains a group is still loading, right after a start or a restart.
 Those errors, and any librdkafka marks retriable, make the read try again until the deadline.
 """
 

@@ -108,9 +108,9 @@ def read_records(archive_dir: str | Path, view: str, columns: Sequence[str]) -> 
 def _unified(fragments: list[ds.Fragment]) -> ds.Dataset:
     """Return a dataset of ``fragments`` whose schema takes in every file's columns and types.
 
-    A feature whose values were all null in one batch has the null type in that file, and a
-    max of whole numbers in one batch is int64 where another batch's is float64, so the
-    schemas are unified permissively: the null type gives way, int64 widens to float64.
+    A feature whose values were all null in one batch has the null type in that file. A max of
+    whole numbers in one batch is int64 where another batch's is float64. So the schemas are
+    unified permissively: the null type gives way, and int64 widens to float64.
     """
     schema = pa.unify_schemas(
         [fragment.physical_schema for fragment in fragments], promote_options="permissive"

@@ -108,7 +108,7 @@ class RedisOnlineStore:
             outcomes = self._run_writes(newest)
         except (RedisConnectionError, RedisTimeoutError) as error:
             raise OnlineStoreUnavailable(
-                f"Redis at {self._address()} did not answer the online write ({error}); "
+                f"Redis at {self._address()} did not respond to the online write ({error}); "
                 "check that the server runs, then retry the write"
             ) from error
         replaced = sum(int(outcome) for outcome in outcomes)
