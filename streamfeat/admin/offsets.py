@@ -42,7 +42,7 @@ def retry_while_coordinator_moves(read: Callable[[float], T], timeout_s: float) 
             return read(max(deadline - time.monotonic(), 0.001))
         except KafkaException as failure:
             error = failure.args[0] if failure.args else None
-            if not isinstance(error, KafkaError) or not _retriable(error):
+            if not isinstance(error, KafkaError) or not is_retriable(error):
                 raise
             if time.monotonic() + pause_s >= deadline:
                 raise
@@ -51,7 +51,8 @@ def retry_while_coordinator_moves(read: Callable[[float], T], timeout_s: float) 
             pause_s = min(pause_s * 2, _MAX_PAUSE_S)
 
 
-def _retriable(error: KafkaError) -> bool:
+def is_retriable(error: KafkaError) -> bool:
+    """Whether ``error`` is one a broker returns while its group coordinator loads or moves."""
     return bool(error.retriable()) or error.code() in _COORDINATOR_ERRORS
 
 

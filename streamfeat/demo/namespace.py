@@ -21,6 +21,7 @@ import redis
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from streamfeat.admin.offsets import is_retriable
 from streamfeat.admin.topics import ensure_topics
 from streamfeat.definitions.models import Topology
 from streamfeat.errors import StackError
@@ -121,10 +122,6 @@ def reset_namespace(
 
 
 _COORDINATOR_RETRY_S = 0.5
-_RETRIABLE_GROUP_ERRORS = frozenset(
-    {KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE}
-)
-"""Errors of a broker that has just started and is still loading its group coordinator."""
 
 
 def _delete_groups(admin: AdminClient, groups: list[str], seconds: float) -> None:
@@ -140,7 +137,7 @@ def _delete_groups(admin: AdminClient, groups: list[str], seconds: float) -> Non
                 error: KafkaError = exception.args[0]
                 if error.code() == KafkaError.GROUP_ID_NOT_FOUND:
                     continue
-                if error.code() in _RETRIABLE_GROUP_ERRORS and time.monotonic() < deadline:
+                if is_retriable(error) and time.monotonic() < deadline:
                     retry.append(group)
                     continue
                 if error.code() == KafkaError.NON_EMPTY_GROUP:

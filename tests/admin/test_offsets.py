@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from streamfeat.admin.offsets import retry_while_coordinator_moves
+from streamfeat.admin.offsets import is_retriable, retry_while_coordinator_moves
 
 
 def failing_then(errors: list[int], answer: str) -> tuple[list[float], Callable[[float], str]]:
@@ -45,3 +45,20 @@ def test_retries_stop_at_deadline() -> None:
     with pytest.raises(KafkaException):
         retry_while_coordinator_moves(read, timeout_s=0.3)
     assert 2 <= len(calls) < 10
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    ],
+)
+def test_a_moving_coordinator_counts_as_retriable(code: int) -> None:
+    assert is_retriable(KafkaError(code))
+
+
+@pytest.mark.parametrize("code", [KafkaError.NON_EMPTY_GROUP, KafkaError.GROUP_ID_NOT_FOUND])
+def test_group_state_errors_are_not_retriable(code: int) -> None:
+    assert not is_retriable(KafkaError(code))
