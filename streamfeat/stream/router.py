@@ -111,9 +111,9 @@ class RouterTask:
     accepted: int = 0
     last_offset: int | None = None
     mark_sent_clock_ms: int | None = None
-    dead_lettered_through: int | None = None
-    """Highest offset of this partition already in the dead-letter topic, when the state was
-    lost: those events are judged again but not dead-lettered a second time."""
+    dead_lettered: frozenset[int] = frozenset()
+    """Offsets of this partition already in the dead-letter topic: events judged again after a
+    restart or a move, whose dead letters are not sent a second time."""
 
     def __post_init__(self) -> None:
         source = self.route.source
@@ -245,7 +245,7 @@ class RouterTask:
         out: Callable[[Output], None],
     ) -> None:
         offset = message_offset(message)
-        if self.dead_lettered_through is not None and offset <= self.dead_lettered_through:
+        if offset in self.dead_lettered:
             return
         for view in views:
             self.rejected[(view, reason.value)] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,12 @@ import msgpack
 from rocksdict import Options, Rdict, WriteBatch
 
 OFFSET_KEY = b"offset"
+"""Key of the last input offset whose effects the state holds."""
+COMMITTED_AT_KEY = b"committed_at"
+"""Key of the wall-clock time, in epoch milliseconds, of the last commit with an offset."""
 SCAN_PREFIX_LENGTH = 2
 SCANNED_PREFIXES = frozenset({b"i:", b"x:"})
 """Key spaces that ``scan`` reads: the slot-boundary index and the event-id expiry index."""
-"""Key of the last input offset whose effects the state holds."""
 
 
 _PACKER = msgpack.Packer(use_bin_type=True)
@@ -55,6 +58,8 @@ class PartitionState:
         self._staged_scannable: dict[bytes, set[bytes]] = {}
         stored = self._db.get(OFFSET_KEY)
         self.offset: int | None = None if stored is None else unpack(stored)
+        committed_at = self._db.get(COMMITTED_AT_KEY)
+        self.committed_at_ms: int | None = None if committed_at is None else unpack(committed_at)
 
     def get(self, key: bytes) -> Any:
         data = self._staged[key] if key in self._staged else self._db.get(key)
@@ -116,7 +121,10 @@ class PartitionState:
         return min(candidates) if candidates else None
 
     def commit(self, offset: int | None) -> None:
-        """Write staged changes and the input offset they account for in one atomic batch."""
+        """Write staged changes and the input offset they account for in one atomic batch.
+
+        With an offset, the batch also records the wall-clock time of the commit.
+        """
         batch = WriteBatch(raw_mode=True)
         for key, data in self._staged.items():
             if data is None:
@@ -124,8 +132,11 @@ class PartitionState:
             else:
                 batch.put(key, data)
         if offset is not None:
+            committed_at_ms = time.time_ns() // 1_000_000
             batch.put(OFFSET_KEY, pack(offset))
+            batch.put(COMMITTED_AT_KEY, pack(committed_at_ms))
             self.offset = offset
+            self.committed_at_ms = committed_at_ms
         self._db.write(batch)
         self._staged.clear()
         self._staged_scannable.clear()

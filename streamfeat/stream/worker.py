@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 _AFTER_EVENTS = 2**63
 """Sort key that puts clock marks after every event of a batch."""
 _FLUSH_WAIT_S = 5.0
+_DEAD_LETTER_CLOCK_MARGIN_MS = 5 * 60 * 1000
+"""How far before a state's last commit the dead-letter read starts, for hosts whose clocks
+differ."""
 _LIBRDKAFKA_LOG_LEVEL = 2
 """syslog level: librdkafka logs only critical lines; errors go to the error callback."""
 
@@ -123,6 +126,7 @@ class Worker:
         self.clock = clock
         self.stats = WorkerStats()
         self._stopping = False
+        self._unchecked_routers: set[tuple[str, int]] = set()
         self._routes = {
             source.topic: SourceRoute.build(
                 topology, source, schemas.decoder(schemas.for_file(source.schema_file).name)
@@ -203,6 +207,8 @@ class Worker:
     def run_batch(self) -> None:
         """Consume one batch and carry it through to committed state and offsets."""
         messages_in = self._next_messages()
+        if self._unchecked_routers:
+            self._check_dead_letters()
         # available_at rises with every batch that writes records, so versions never tie.
         now_ms = max(self.clock(), self._last_available_ms + 1)
         batch = _Batch()
@@ -387,24 +393,43 @@ class Worker:
             self._consumer.commit(offsets=offsets, asynchronous=True)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        dead_lettered: dict[tuple[str, int], int] | None = None
         for tp in partitions:
             state = PartitionState(self.config.state_dir / f"{tp.topic}-{tp.partition}")
             tp.offset = OFFSET_BEGINNING if state.offset is None else state.offset + 1
             self._open_task(tp, state)
-            router = self._routers.get((tp.topic, tp.partition))
-            if router is not None and state.offset is None:
-                if dead_lettered is None:
-                    dead_lettered = dead_lettered_offsets(
-                        self.config.bootstrap_servers, self.topology.dead_letters
-                    )
-                router.dead_lettered_through = dead_lettered.get((tp.topic, tp.partition))
+            if (tp.topic, tp.partition) in self._routers:
+                self._unchecked_routers.add((tp.topic, tp.partition))
         consumer.assign(partitions)
         logger.info(
             "partitions_assigned count=%d partitions=%s",
             len(partitions),
             ",".join(f"{tp.topic}:{tp.partition}" for tp in partitions),
         )
+
+    def _check_dead_letters(self) -> None:
+        """Tell newly assigned routers which of their offsets already have a dead letter.
+
+        A worker killed after its dead letters were acknowledged, but before its state was
+        committed, judges those events again; so does one that takes over a partition. Only
+        letters written since the state's last commit (less a margin for clock differences
+        between hosts) can be such repeats, so the read starts there. Runs outside the rebalance
+        callback, which must stay short, and before any message of those routers is processed.
+        """
+        keys = [key for key in self._unchecked_routers if key in self._routers]
+        self._unchecked_routers.clear()
+        if not keys:
+            return
+        commit_times = [self._routers[key].state.committed_at_ms for key in keys]
+        since_ms = (
+            None
+            if any(at is None for at in commit_times)
+            else min(at for at in commit_times if at is not None) - _DEAD_LETTER_CLOCK_MARGIN_MS
+        )
+        found = dead_lettered_offsets(
+            self.config.bootstrap_servers, self.topology.dead_letters, since_ms
+        )
+        for key in keys:
+            self._routers[key].dead_lettered = frozenset(found.get(key, ()))
 
     def _open_task(self, tp: TopicPartition, state: PartitionState) -> None:
         key = (tp.topic, tp.partition)

@@ -22,17 +22,6 @@ from tests.faults.topics import DeadLetterCheck, check_dead_letters
 
 SEED_ENV = "FAULT_SEED"
 
-READ_ARCHIVE_MERGES_VERSIONS = (
-    "read_archive merges versions with equal content into the earliest one, so a record that "
-    "a restarted or rebuilding worker wrote as A, then B, then A again reads as B"
-)
-DEAD_LETTERS_SENT_AGAIN = (
-    "a worker killed after its batch's dead letters were acknowledged but before its state "
-    "was committed judges those events again after a restart and sends their dead letters a "
-    "second time; only a worker that lost its state skips them"
-)
-"""Reasons of the expected failures that product bugs cause, shared by the test modules."""
-
 
 def choose_seed(test: str) -> tuple[int, random.Random]:
     """Return the seed of a fault test (``FAULT_SEED`` or a fresh one) and a generator on it.

@@ -23,8 +23,6 @@ from tests.faults.pipeline import MONTH, QUIET, FaultPipeline
 from tests.faults.processes import ManagedProcess
 from tests.faults.replay import require_running, wait_applied
 from tests.faults.scenario import (
-    DEAD_LETTERS_SENT_AGAIN,
-    READ_ARCHIVE_MERGES_VERSIONS,
     FaultRun,
     assert_matches_reference,
     assert_no_dead_letter_repeated,
@@ -116,19 +114,10 @@ def test_every_rejection_dead_lettered(dead_letter_kill_run: FaultRun) -> None:
     assert_rejections_dead_lettered(dead_letter_kill_run)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=DEAD_LETTERS_SENT_AGAIN,
-)
 def test_no_dead_letter_repeated(dead_letter_kill_run: FaultRun) -> None:
     assert_no_dead_letter_repeated(dead_letter_kill_run)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=READ_ARCHIVE_MERGES_VERSIONS
-    + "; a run shows it only when a restart wrote such versions",
-)
 def test_read_archive_returns_newest_versions(dead_letter_kill_run: FaultRun) -> None:
     assert_read_archive_agrees(dead_letter_kill_run)
 

@@ -21,7 +21,6 @@ from tests.faults.pipeline import MONTH, FaultPipeline, wait_assigned
 from tests.faults.processes import ManagedProcess, log_time, wait_for
 from tests.faults.replay import require_running, wait_applied, wait_progress
 from tests.faults.scenario import (
-    READ_ARCHIVE_MERGES_VERSIONS,
     FaultRun,
     assert_matches_reference,
     assert_no_dead_letter_repeated,
@@ -151,11 +150,6 @@ def test_archive_and_online_equal_reference(failover_run: FailoverRun) -> None:
     assert_matches_reference(failover_run)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=READ_ARCHIVE_MERGES_VERSIONS
-    + "; a run shows it only when a rebuild wrote such versions",
-)
 def test_read_archive_returns_newest_versions(failover_run: FailoverRun) -> None:
     assert_read_archive_agrees(failover_run)
 
@@ -164,12 +158,6 @@ def test_each_rejected_event_has_a_dead_letter(failover_run: FailoverRun) -> Non
     assert_rejections_dead_lettered(failover_run)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a survivor that still has state of a moved partition from an earlier assignment "
-    "resumes from that stale offset and sends the dead letters after it again; a run shows "
-    "it only when the group's first rebalances left such state",
-)
 def test_no_dead_letter_is_repeated(failover_run: FailoverRun) -> None:
     assert_no_dead_letter_repeated(failover_run)
 

@@ -20,7 +20,6 @@ from tests.faults.pipeline import MONTH, WEEK, FaultPipeline, Period
 from tests.faults.processes import ManagedProcess
 from tests.faults.replay import require_running, wait_applied, wait_progress
 from tests.faults.scenario import (
-    DEAD_LETTERS_SENT_AGAIN,
     FaultRun,
     assert_matches_reference,
     assert_no_dead_letter_repeated,
@@ -107,9 +106,11 @@ def test_week_kills_equal_reference(week_run: FaultRun) -> None:
 
 
 def test_week_kills_lose_no_dead_letter(week_run: FaultRun) -> None:
-    # NOTE: two kills do not always hit the window in which dead letters are sent twice. The
-    # week therefore checks only that none is lost, and the month checks for repeats.
     assert_rejections_dead_lettered(week_run)
+
+
+def test_week_kills_repeat_no_dead_letter(week_run: FaultRun) -> None:
+    assert_no_dead_letter_repeated(week_run)
 
 
 def test_week_kills_crash_no_process(week_run: FaultRun) -> None:
@@ -127,11 +128,6 @@ def test_month_kills_lose_no_dead_letter(month_run: FaultRun) -> None:
 
 
 @pytest.mark.long
-@pytest.mark.xfail(
-    strict=False,
-    reason=DEAD_LETTERS_SENT_AGAIN + "; kills at random points hit that window in some runs "
-    "only (test_dead_letter_kills aims at it)",
-)
 def test_month_kills_repeat_no_dead_letter(month_run: FaultRun) -> None:
     assert_no_dead_letter_repeated(month_run)
 
