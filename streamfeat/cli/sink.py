@@ -46,6 +46,23 @@ def sink(
             "committed. Without it the sink runs until interrupted (Ctrl-C or SIGTERM).",
         ),
     ] = None,
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            "--instance-id",
+            help="Static member id in the consumer group: a sink restarted with the same id "
+            "within the session timeout gets its partitions back without a rebalance.",
+        ),
+    ] = None,
+    session_timeout: Annotated[
+        float,
+        typer.Option(
+            "--session-timeout",
+            min=6.0,
+            max=300.0,
+            help="Seconds the group waits for a silent sink before moving its partitions.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Write the feature-log topic to ARCHIVE/<view>/event_date=YYYY-MM-DD/*.parquet.
 
@@ -60,6 +77,10 @@ def sink(
             archive,
             bootstrap_servers=bootstrap_servers or Settings.from_env().kafka_bootstrap,
             source_types=source_types,
+            consumer_config={
+                "session.timeout.ms": int(session_timeout * 1000),
+                **({"group.instance.id": instance_id} if instance_id else {}),
+            },
         )
         _output.info(f"archiving {definition.feature_log} to {archive}")
         with _stop_on_signals(archive_sink):

@@ -26,11 +26,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from streamfeat.admin.offsets import committed_offsets
 from streamfeat.definitions.models import Topology
+from streamfeat.observability.ratelimit import RateLimitedLog
 from streamfeat.sink.batches import Batch, PartitionBatches
 from streamfeat.sink.decoding import BatchDecoder
 from streamfeat.sink.inflight import BatchWrites
 from streamfeat.sink.source_types import SourceTypes
 from streamfeat.sink.writer import ArchiveWriter
+from streamfeat.stream.outages import ServiceHealth, client_logging
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +107,12 @@ class ArchiveSink:
             # Ten times librdkafka's default per partition: fewer fetch round trips while
             # the sink catches up, at up to 10 MiB per partition of read-ahead memory.
             "max.partition.fetch.bytes": 10 * 2**20,
+            **client_logging(self._on_kafka_error),
             **(consumer_config or {}),
         }
+        self._kafka_health = ServiceHealth("kafka")
+        self._kafka_errors = RateLimitedLog(logger, interval_s=60.0)
+        self._fatal_error: KafkaError | None = None
         self._partitions: dict[int, PartitionBatches] = {}
         self._stop = threading.Event()
         self._stats = SinkStats()
@@ -137,7 +143,12 @@ class ArchiveSink:
         try:
             while not self._stop.is_set():
                 read = self._messages_read
-                self._handle(consumer.consume(_CONSUME_MESSAGES, _POLL_S))
+                consumed = consumer.consume(_CONSUME_MESSAGES, _POLL_S)
+                if self._fatal_error is not None:
+                    raise KafkaException(self._fatal_error)
+                if consumed:
+                    self._kafka_health.answered()
+                self._handle(consumed)
                 self._flush_due(time.monotonic())
                 self._commit_written()
                 if self._messages_read != read:
@@ -163,6 +174,17 @@ class ArchiveSink:
             self._stats.batches,
         )
         return self._stats
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            logger.error("kafka_fatal_error code=%s error=%s", error.name(), error)
+            self._fatal_error = error
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._kafka_health.failed(error)
+        elif not self._kafka_health.is_down:
+            self._kafka_errors.warning(
+                f"kafka_error:{error.code()}", "kafka_error code=%s error=%s", error.name(), error
+            )
 
     def _idle_long_enough(self, until_idle: timedelta, started: float) -> bool:
         now = time.monotonic()

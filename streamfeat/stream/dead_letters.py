@@ -68,9 +68,7 @@ def _start_offsets(consumer: Consumer, topic: str, since_ms: int | None) -> list
     return [start for start in starts if start.offset >= 0]
 
 
-def _read_until(
-    consumer: Consumer, topic: str, ends: dict[int, int], found: DeadLettered
-) -> None:
+def _read_until(consumer: Consumer, topic: str, ends: dict[int, int], found: DeadLettered) -> None:
     remaining = dict(ends)
     while remaining:
         batch = consumer.consume(1_000, _READ_TIMEOUT_S)

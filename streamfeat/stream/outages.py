@@ -11,11 +11,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+LIBRDKAFKA_LOG_LEVEL = 2
+"""syslog level of librdkafka's own log: critical lines only, errors go to the error callback."""
+
+
+def client_logging(error_cb: Callable[[Any], None]) -> dict[str, Any]:
+    """Kafka client settings that route connection errors to ``error_cb`` and nowhere else.
+
+    librdkafka otherwise logs every reconnection attempt, many a second while a broker is away.
+    """
+    return {"error_cb": error_cb, "log_level": LIBRDKAFKA_LOG_LEVEL, "log.connection.close": False}
 
 
 @dataclass

@@ -194,7 +194,16 @@ class FaultPipeline:
         return self.registry.start_streamfeat(f"worker-{instance_id}", arguments)
 
     def start_sink(self) -> ManagedProcess:
-        arguments = ["sink", str(self.topology_path), "--archive", str(self.archive)]
+        arguments = [
+            "sink",
+            str(self.topology_path),
+            "--archive",
+            str(self.archive),
+            "--instance-id",
+            "sink",
+            "--session-timeout",
+            f"{SESSION_TIMEOUT_S:g}",
+        ]
         return self.registry.start_streamfeat("sink", arguments)
 
     def worker_progress(self) -> float:
