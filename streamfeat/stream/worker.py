@@ -41,8 +41,14 @@ from streamfeat.serialization.times import wall_clock_ms
 from streamfeat.stream import messages
 from streamfeat.stream.aggregator import AggregatorTask
 from streamfeat.stream.dead_letters import dead_lettered_offsets
+from streamfeat.stream.fencing import RejoinBudget
 from streamfeat.stream.merge import SourceMerger
-from streamfeat.stream.outages import Backoff, ServiceHealth, call_until_available
+from streamfeat.stream.outages import (
+    Backoff,
+    ServiceHealth,
+    call_until_available,
+    client_logging,
+)
 from streamfeat.stream.router import Output, RouterTask, SourceRoute, message_offset
 from streamfeat.stream.state import PartitionState
 from streamfeat.stream.topics import entities_of, repartition_topic
@@ -55,9 +61,6 @@ _FLUSH_WAIT_S = 5.0
 _DEAD_LETTER_CLOCK_MARGIN_MS = 5 * 60 * 1000
 """How far before a state's last commit the dead-letter read starts, for hosts whose clocks
 differ."""
-_LIBRDKAFKA_LOG_LEVEL = 2
-"""syslog level: librdkafka logs only critical lines; errors go to the error callback."""
-
 Clock = Callable[[], int]
 """Returns the processing time in epoch milliseconds (tests may pass their own)."""
 
@@ -144,12 +147,7 @@ class Worker:
         self._online_health = ServiceHealth("online_store")
         self._kafka_health = ServiceHealth("kafka")
         self._kafka_errors = RateLimitedLog(logger, interval_s=60.0)
-        kafka_logging = {
-            "error_cb": self._on_kafka_error,
-            # Connection failures reach error_cb; librdkafka's own log would repeat them.
-            "log_level": _LIBRDKAFKA_LOG_LEVEL,
-            "log.connection.close": False,
-        }
+        kafka_logging = client_logging(self._on_kafka_error)
         self._producer = Producer(
             {
                 **kafka_logging,
@@ -162,22 +160,23 @@ class Worker:
                 "partitioner": "murmur2_random",
             }
         )
-        self._consumer = Consumer(
-            {
-                **kafka_logging,
-                "bootstrap.servers": config.bootstrap_servers,
-                "group.id": config.group_id or f"streamfeat.{topology.name}.worker",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "max.poll.interval.ms": 300_000,
-                "session.timeout.ms": config.session_timeout_ms,
-                **({"group.instance.id": config.instance_id} if config.instance_id else {}),
-                # Small per-partition fetches make one batch interleave the partitions finely in
-                # event time; large ones hand over days of one partition at a time when replaying
-                # history, and every such interleave costs corrections downstream.
-                "max.partition.fetch.bytes": config.partition_fetch_bytes,
-            }
-        )
+        self._consumer_config = {
+            **kafka_logging,
+            "bootstrap.servers": config.bootstrap_servers,
+            "group.id": config.group_id or f"streamfeat.{topology.name}.worker",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "max.poll.interval.ms": 300_000,
+            "session.timeout.ms": config.session_timeout_ms,
+            **({"group.instance.id": config.instance_id} if config.instance_id else {}),
+            # Small per-partition fetches make one batch interleave the partitions finely in
+            # event time; large ones hand over days of one partition at a time when replaying
+            # history, and every such interleave costs corrections downstream.
+            "max.partition.fetch.bytes": config.partition_fetch_bytes,
+        }
+        self._consumer = Consumer(self._consumer_config)
+        self._rejoins = RejoinBudget()
+        self._fenced = False
         self._delivery_errors: list[str] = []
         self._fatal_error: KafkaError | None = None
         self._last_idle_check_ms = 0
@@ -190,19 +189,41 @@ class Worker:
 
     def run(self, *, until: Callable[[], bool] | None = None) -> WorkerStats:
         """Process batches until ``stop`` is called or ``until`` returns True."""
-        topics = list(self._routes) + list(self._repartition)
-        self._consumer.subscribe(
-            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
-        )
-        logger.info("worker_started topology=%s topics=%d", self.topology.name, len(topics))
+        self._subscribe()
+        logger.info("worker_started topology=%s", self.topology.name)
         try:
             while not self._stopping and not (until is not None and until()):
                 self.run_batch()
+                if self._fenced:
+                    self._rejoin()
         finally:
             self._close()
         if self._fatal_error is not None:
             raise KafkaException(self._fatal_error)
         return self.stats
+
+    def _subscribe(self) -> None:
+        topics = list(self._routes) + list(self._repartition)
+        self._consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        logger.info("subscribed topics=%d", len(topics))
+
+    def _rejoin(self) -> None:
+        """Replace a fenced consumer with a new one that joins the group again.
+
+        The tasks close first; the new assignment reopens their state, and processing resumes
+        after the offsets that state holds, so a batch the group did not see committed is not
+        counted twice.
+        """
+        self._fenced = False
+        self._close_tasks()
+        try:
+            self._consumer.close()
+        except KafkaException as error:
+            logger.info("fenced_consumer_close_failed error=%s", error)
+        self._consumer = Consumer(self._consumer_config)
+        self._subscribe()
 
     def run_batch(self) -> None:
         """Consume one batch and carry it through to committed state and offsets."""
@@ -353,6 +374,15 @@ class Worker:
                 self._producer.poll(0.05)
 
     def _on_kafka_error(self, error: KafkaError) -> None:
+        fenced = error.code() == KafkaError.FENCED_INSTANCE_ID
+        if fenced and self._fenced:
+            return  # The same fencing, reported again before the rejoin.
+        if error.fatal() and self._rejoins.allows(error):
+            logger.warning(
+                "static_member_fenced instance_id=%s action=rejoin", self.config.instance_id
+            )
+            self._fenced = True
+            return
         if error.fatal():
             # A fatal client error (such as a fenced static member) stops all consumption for
             # good, so the worker exits and its supervisor starts a new one.
@@ -389,7 +419,7 @@ class Worker:
             aggregator.state.commit(aggregator.last_offset)
             if aggregator.last_offset is not None:
                 offsets.append(TopicPartition(key[0], key[1], aggregator.last_offset + 1))
-        if offsets:
+        if offsets and not self._fenced:
             self._consumer.commit(offsets=offsets, asynchronous=True)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -451,15 +481,21 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            key = (tp.topic, tp.partition)
-            router = self._routers.pop(key, None)
-            if router is not None:
-                router.state.close()
-                self._merger.drop(key)
-            aggregator = self._aggregators.pop(key, None)
-            if aggregator is not None:
-                aggregator.state.close()
+            self._close_task((tp.topic, tp.partition))
         logger.info("partitions_revoked count=%d", len(partitions))
+
+    def _close_task(self, key: tuple[str, int]) -> None:
+        router = self._routers.pop(key, None)
+        if router is not None:
+            router.state.close()
+            self._merger.drop(key)
+        aggregator = self._aggregators.pop(key, None)
+        if aggregator is not None:
+            aggregator.state.close()
+
+    def _close_tasks(self) -> None:
+        for key in [*self._routers, *self._aggregators]:
+            self._close_task(key)
 
     def _log_consume_error(self, message: Message) -> None:
         error = message.error()
@@ -471,12 +507,7 @@ class Worker:
     def _close(self) -> None:
         self._producer.flush()
         self._consumer.close()
-        for router in self._routers.values():
-            router.state.close()
-        for aggregator in self._aggregators.values():
-            aggregator.state.close()
-        self._routers.clear()
-        self._aggregators.clear()
+        self._close_tasks()
         logger.info(
             "worker_stopped source_events=%d records=%d",
             self.stats.source_events,

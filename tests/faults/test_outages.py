@@ -125,24 +125,12 @@ def test_worker_logs_few_lines_about_outages(outage_run: OutageRun) -> None:
     assert len(warnings) <= MAX_WORKER_WARNINGS, "\n".join(warnings)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="streamfeat sink leaves librdkafka's logging on, which can print a line per "
-    "reconnection attempt, about 20 a second, while the broker is away (426 lines over one "
-    "outage of 22 s; other runs printed 5)",
-)
 def test_sink_logs_few_lines_about_outages(outage_run: FaultRun) -> None:
     lines = _log_lines(outage_run, "sink")
     report("sink log", [f"{len(lines)} lines on standard error"])
     assert len(lines) <= MAX_SINK_LINES, "\n".join(lines[:MAX_SINK_LINES])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="after a broker restart the worker's static member can be fenced (librdkafka "
-    "reports a fatal error), and the worker then keeps running without consuming instead of "
-    "exiting; a run shows it only when a commit meets the rejoin",
-)
 def test_worker_needs_no_restart(outage_run: OutageRun) -> None:
     assert outage_run.interventions == []
 
