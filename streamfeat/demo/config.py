@@ -39,6 +39,16 @@ class DemoConfig:
     def summary_path(self) -> Path:
         return self.output_dir / "summary.json"
 
+    @property
+    def training_set_path(self) -> Path:
+        return self.output_dir / "training_set.parquet"
+
     def outputs(self) -> list[Path]:
         """Return every file and folder a run writes, which the next run deletes first."""
-        return [self.state_dir, self.archive_dir, self.logs_dir, self.summary_path]
+        return [
+            self.state_dir,
+            self.archive_dir,
+            self.logs_dir,
+            self.summary_path,
+            self.training_set_path,
+        ]

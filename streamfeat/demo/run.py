@@ -29,6 +29,7 @@ from streamfeat.demo.summary import (
     count_rejections,
     read_headers,
 )
+from streamfeat.demo.training import write_flight_training_set
 from streamfeat.devstack import DEFAULT_DOWN_TIMEOUT, LocalStack
 from streamfeat.devstack._service import LocalService
 from streamfeat.errors import DemoError
@@ -38,7 +39,8 @@ from streamfeat.serialization import SchemaStore
 
 logger = logging.getLogger(__name__)
 
-DATASET_ROWS = {"flights": FLIGHTS_ROWS}
+FLIGHTS_SOURCE = "flights"
+DATASET_ROWS = {FLIGHTS_SOURCE: FLIGHTS_ROWS}
 """Events in each data set, for the replay's progress bar."""
 
 
@@ -115,6 +117,11 @@ def _run_on_stack(
         events_total = _replay(config, topology, bootstrap, reporter)
         result = _process(config, namespace, stack, reporter, events_total)
         _show_samples(RedisOnlineStore(client, topology), topology, reporter)
+        if FLIGHTS_SOURCE in {source.name for source in topology.sources}:
+            trained = write_flight_training_set(
+                topology, config.archive_dir, config.training_set_path
+            )
+            reporter.step(trained.describe())
         summary = _summarize(config, namespace, bootstrap, client, result, started_s)
     finally:
         client.close()

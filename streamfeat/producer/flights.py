@@ -96,6 +96,32 @@ def flight_events(limit: int | None = None) -> Iterator[dict[str, Any]]:
         yield event
 
 
+def flight_labels(late_minutes: float = 15.0) -> pd.DataFrame:
+    """Return one training label per flight, in CSV row order: whether it arrived more than
+    ``late_minutes`` late.
+
+    Columns: ``flight_id``, the entity keys ``origin``, ``carrier`` and ``tailnum`` (null when
+    the data has none), ``event_timestamp`` (the scheduled departure, UTC) and ``arrived_late``,
+    a nullable boolean that is null for the flights without an arrival delay (cancelled or
+    diverted).
+    """
+    frame = load_flights()
+    utc_ms = _to_utc_ms(_scheduled_wall_ms(frame))
+    arrival_delay = frame["arr_delay"]
+    arrived_late = (arrival_delay > late_minutes).astype("boolean")
+    arrived_late[arrival_delay.isna()] = pd.NA
+    return pd.DataFrame(
+        {
+            "flight_id": _flight_ids(frame),
+            "origin": frame["origin"],
+            "carrier": frame["carrier"],
+            "tailnum": frame["tailnum"],
+            "event_timestamp": pd.to_datetime(utc_ms, unit="ms", utc=True),
+            "arrived_late": arrived_late,
+        }
+    )
+
+
 def _scheduled_wall_ms(frame: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Return the scheduled departure as wall-clock epoch milliseconds (no zone applied)."""
     dates = pd.to_datetime(frame[["year", "month", "day"]])

