@@ -77,16 +77,28 @@ def test_label_counts_match_the_data(
     assert train["arrived_late"].value_counts().to_dict() == {False: 249_716, True: 77_630}
 
 
-def test_sampled_features_equal_raw_csv_computation(
-    topology: Topology, year_training_set: tuple[pd.DataFrame, pd.DataFrame]
-) -> None:
-    labels, train = year_training_set
+SWITCH_DAYS = ("2013-03-10", "2013-11-03")
+"""New York's daylight-saving switch days of 2013, by their local date."""
+
+
+@pytest.fixture(scope="module")
+def year_references(topology: Topology) -> dict[str, ViewReference]:
     flights = load_week_flights(pd.Timestamp("2013-01-01"), pd.Timestamp("2014-01-01"))
-    rows = np.random.default_rng(2013).choice(len(labels), SAMPLE, replace=False)
-    mismatches = []
+    return {view.name: ViewReference(topology, view, flights) for view in topology.feature_views}
+
+
+def mismatches_at(
+    rows: list[int],
+    topology: Topology,
+    references: dict[str, ViewReference],
+    labels: pd.DataFrame,
+    train: pd.DataFrame,
+) -> list[tuple[object, ...]]:
+    """Label rows whose features differ from the reference, with both values."""
+    found = []
     for view in topology.feature_views:
-        reference = ViewReference(topology, view, flights)
-        for row in rows.tolist():
+        reference = references[view.name]
+        for row in rows:
             entity = labels.at[row, reference.key_column]
             if pd.isna(entity):
                 continue
@@ -98,6 +110,30 @@ def test_sampled_features_equal_raw_csv_computation(
                 got = train.at[row, f"{view.name}__{feature.name}"]
                 got = None if pd.isna(got) else got
                 if not same_value(want, got):
-                    mismatches.append((view.name, feature.name, entity, as_of_ms, want, got))
+                    found.append((view.name, feature.name, entity, as_of_ms, want, got))
+    return found
 
-    assert mismatches == []
+
+def test_sampled_features_equal_raw_csv_computation(
+    topology: Topology,
+    year_references: dict[str, ViewReference],
+    year_training_set: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    labels, train = year_training_set
+    rows = np.random.default_rng(2013).choice(len(labels), SAMPLE, replace=False).tolist()
+
+    assert mismatches_at(rows, topology, year_references, labels, train) == []
+
+
+@pytest.mark.parametrize("day", SWITCH_DAYS)
+def test_every_flight_of_a_switch_day_equals_raw_csv_computation(
+    day: str,
+    topology: Topology,
+    year_references: dict[str, ViewReference],
+    year_training_set: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    labels, train = year_training_set
+    rows = np.flatnonzero(labels["flight_id"].str.startswith(f"{day}/").to_numpy()).tolist()
+
+    assert len(rows) > 800
+    assert mismatches_at(rows, topology, year_references, labels, train) == []
