@@ -32,6 +32,7 @@ from streamfeat.sink.decoding import BatchDecoder
 from streamfeat.sink.inflight import BatchWrites
 from streamfeat.sink.source_types import SourceTypes
 from streamfeat.sink.writer import ArchiveWriter
+from streamfeat.stream.fencing import RejoinBudget, leaves_consumer_unusable
 from streamfeat.stream.outages import ServiceHealth, client_logging
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class ArchiveSink:
         self._kafka_health = ServiceHealth("kafka")
         self._kafka_errors = RateLimitedLog(logger, interval_s=60.0)
         self._fatal_error: KafkaError | None = None
+        self._rejoins = RejoinBudget()
+        self._consumer_broken = False
         self._partitions: dict[int, PartitionBatches] = {}
         self._stop = threading.Event()
         self._stats = SinkStats()
@@ -127,19 +130,12 @@ class ArchiveSink:
     def run(self, *, until_idle: timedelta | None = None) -> SinkStats:
         """Consume until ``stop`` is called or, with ``until_idle``, until nothing arrived that
         long; then write and commit every pending batch and return the counts."""
-        consumer = Consumer(self._config)
-        self._consumer = consumer
         self._partitions = {}
         self._stats = SinkStats()
         started = time.monotonic()
         self._last_activity = started
         logger.info("sink_start topic=%s group=%s", self._topic, self._config["group.id"])
-        consumer.subscribe(
-            [self._topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
+        consumer = self._subscribed_consumer()
         try:
             while not self._stop.is_set():
                 read = self._messages_read
@@ -151,6 +147,8 @@ class ArchiveSink:
                 self._handle(consumed)
                 self._flush_due(time.monotonic())
                 self._commit_written()
+                if self._consumer_broken:
+                    consumer = self._replace_consumer(consumer)
                 if self._messages_read != read:
                     # The idle time starts after the messages' work, which can wait for writes.
                     self._last_activity = time.monotonic()
@@ -175,10 +173,47 @@ class ArchiveSink:
         )
         return self._stats
 
-    def _on_kafka_error(self, error: KafkaError) -> None:
-        if error.fatal():
+    def _subscribed_consumer(self) -> Consumer:
+        consumer = Consumer(self._config)
+        self._consumer = consumer
+        consumer.subscribe(
+            [self._topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        return consumer
+
+    def _replace_consumer(self, broken: Consumer) -> Consumer:
+        """Close a consumer that failed and return a new one that joins the group again.
+
+        Written batches are committed if the group still takes commits; unwritten ones are
+        dropped. The new assignment reads from the committed offsets and skips the offset
+        ranges that archive files already hold, so nothing is archived twice.
+        """
+        self._consumer_broken = False
+        self._commit_written(wait=True)
+        try:
+            broken.close()
+        except KafkaException as error:
+            logger.info("failed_consumer_close_error error=%s", error)
+        self._partitions = {}
+        return self._subscribed_consumer()
+
+    def _consumer_failed(self, error: KafkaError) -> None:
+        """Replace the consumer after this loop, or stop when replacements ran out."""
+        if self._consumer_broken:
+            return
+        if not self._rejoins.take():
             logger.error("kafka_fatal_error code=%s error=%s", error.name(), error)
             self._fatal_error = error
+            return
+        logger.warning("consumer_failed code=%s action=rejoin", error.name())
+        self._consumer_broken = True
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        if leaves_consumer_unusable(error):
+            self._consumer_failed(error)
         elif error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._kafka_health.failed(error)
         elif not self._kafka_health.is_down:
@@ -267,8 +302,9 @@ class ArchiveSink:
             if state is not None:
                 state.at_end = True
             return
-        if error.fatal():
-            raise KafkaException(error)
+        if leaves_consumer_unusable(error):
+            self._consumer_failed(error)
+            return
         logger.warning("sink_consumer_error topic=%s error=%s", self._topic, error)
 
     def _add_run(self, partition: int, offsets: list[int], values: list[bytes | None]) -> None:

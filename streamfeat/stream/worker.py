@@ -41,7 +41,7 @@ from streamfeat.serialization.times import wall_clock_ms
 from streamfeat.stream import messages
 from streamfeat.stream.aggregator import AggregatorTask
 from streamfeat.stream.dead_letters import dead_lettered_offsets
-from streamfeat.stream.fencing import RejoinBudget
+from streamfeat.stream.fencing import RejoinBudget, leaves_consumer_unusable
 from streamfeat.stream.merge import SourceMerger
 from streamfeat.stream.outages import (
     Backoff,
@@ -176,7 +176,7 @@ class Worker:
         }
         self._consumer = Consumer(self._consumer_config)
         self._rejoins = RejoinBudget()
-        self._fenced = False
+        self._consumer_broken = False
         self._delivery_errors: list[str] = []
         self._fatal_error: KafkaError | None = None
         self._last_idle_check_ms = 0
@@ -194,7 +194,7 @@ class Worker:
         try:
             while not self._stopping and not (until is not None and until()):
                 self.run_batch()
-                if self._fenced:
+                if self._consumer_broken:
                     self._rejoin()
         finally:
             self._close()
@@ -210,13 +210,13 @@ class Worker:
         logger.info("subscribed topics=%d", len(topics))
 
     def _rejoin(self) -> None:
-        """Replace a fenced consumer with a new one that joins the group again.
+        """Replace a consumer that failed with a new one that joins the group again.
 
         The tasks close first. The new assignment reopens their state, and processing resumes
         after the offsets that state holds. A batch the group did not see committed is
         therefore not counted twice.
         """
-        self._fenced = False
+        self._consumer_broken = False
         self._close_tasks()
         try:
             self._consumer.close()
@@ -374,21 +374,13 @@ class Worker:
                 self._producer.poll(0.05)
 
     def _on_kafka_error(self, error: KafkaError) -> None:
-        fenced = error.code() == KafkaError.FENCED_INSTANCE_ID
-        if fenced and self._fenced:
-            return  # The same fencing, reported again before the rejoin.
-        if error.fatal() and self._rejoins.allows(error):
-            logger.warning(
-                "static_member_fenced instance_id=%s action=rejoin", self.config.instance_id
-            )
-            self._fenced = True
+        if error.code() == KafkaError.FENCED_INSTANCE_ID:
+            self._consumer_failed(error)
             return
         if error.fatal():
-            # A fatal client error (such as a fenced static member) stops all consumption for
-            # good, so the worker exits and its supervisor starts a new one.
-            logger.error("kafka_fatal_error code=%s error=%s", error.name(), error)
-            self._fatal_error = error
-            self._stopping = True
+            # Any other fatal error (of the idempotent producer, say) stops the worker for
+            # good; it exits and its supervisor starts a new one.
+            self._stop_on_fatal(error)
             return
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._kafka_health.failed(error)
@@ -396,6 +388,25 @@ class Worker:
             self._kafka_errors.warning(
                 f"kafka_error:{error.code()}", "kafka_error code=%s error=%s", error.name(), error
             )
+
+    def _consumer_failed(self, error: KafkaError) -> None:
+        """Replace the consumer after this batch, or stop when replacements ran out."""
+        if self._consumer_broken:
+            return  # The same failure, reported again before the replacement.
+        if not self._rejoins.take():
+            self._stop_on_fatal(error)
+            return
+        logger.warning(
+            "consumer_failed code=%s instance_id=%s action=rejoin",
+            error.name(),
+            self.config.instance_id,
+        )
+        self._consumer_broken = True
+
+    def _stop_on_fatal(self, error: KafkaError) -> None:
+        logger.error("kafka_fatal_error code=%s error=%s", error.name(), error)
+        self._fatal_error = error
+        self._stopping = True
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
@@ -419,7 +430,7 @@ class Worker:
             aggregator.state.commit(aggregator.last_offset)
             if aggregator.last_offset is not None:
                 offsets.append(TopicPartition(key[0], key[1], aggregator.last_offset + 1))
-        if offsets and not self._fenced:
+        if offsets and not self._consumer_broken:
             self._consumer.commit(offsets=offsets, asynchronous=True)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -500,8 +511,8 @@ class Worker:
 
     def _log_consume_error(self, message: Message) -> None:
         error = message.error()
-        if error is not None and error.fatal():
-            self._on_kafka_error(error)
+        if error is not None and leaves_consumer_unusable(error):
+            self._consumer_failed(error)
         elif error is not None and error.code() != KafkaError._PARTITION_EOF:
             logger.warning("consume_error topic=%s error=%s", message.topic(), error)
 

@@ -17,7 +17,7 @@ STALL_S = 180.0
 REPLAY_TIMEOUT_S = 1800.0
 POLL_S = 0.05
 _FATAL_MARK = "|FATAL|"
-_REJOIN_MARK = "static_member_fenced"
+_REJOIN_MARK = "consumer_failed"
 _REJOIN_GRACE_S = 30.0
 """How long a worker whose client logged a fatal error may take to log that it joins again."""
 """How librdkafka starts the log line of an error that leaves its client unusable."""

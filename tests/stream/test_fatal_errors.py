@@ -69,7 +69,7 @@ def test_static_member_fenced_too_often_stops(tmp_path: Path) -> None:
     worker = fatal_test_worker(tmp_path)
     for _ in range(4):
         worker._on_kafka_error(_fenced())
-        worker._fenced = False  # as after each rejoin
+        worker._consumer_broken = False  # as after each rejoin
 
     with pytest.raises(KafkaException, match="fenced"):
         worker.run()
