@@ -21,7 +21,7 @@ _CONSUMER_FATAL_CODES = frozenset({KafkaError._FATAL, KafkaError.FENCED_INSTANCE
 
 
 def leaves_consumer_unusable(error: KafkaError) -> bool:
-    """Whether an error a consumer reported means it can consume no more.
+    """Return whether an error that a consumer reported means it can consume no more.
 
     A consumed message can carry librdkafka's generic ``_FATAL`` code without the fatal flag,
     so the code counts as well as the flag.

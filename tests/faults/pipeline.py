@@ -178,14 +178,18 @@ class FaultPipeline:
         )
 
     def start_worker(
-        self, instance_id: str, session_timeout_s: float = SESSION_TIMEOUT_S
+        self,
+        instance_id: str,
+        session_timeout_s: float = SESSION_TIMEOUT_S,
+        state_name: str | None = None,
     ) -> ManagedProcess:
-        """Start ``streamfeat worker`` with a state folder that belongs to ``instance_id``."""
+        """Start ``streamfeat worker`` with a state folder that belongs to ``instance_id``, or
+        to ``state_name`` when given."""
         arguments = [
             "worker",
             str(self.topology_path),
             "--state-dir",
-            str(self.work_dir / f"state-{instance_id}"),
+            str(self.work_dir / f"state-{state_name or instance_id}"),
             "--instance-id",
             instance_id,
             "--session-timeout",
