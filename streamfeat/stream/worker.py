@@ -130,6 +130,7 @@ class Worker:
         self.stats = WorkerStats()
         self._stopping = False
         self._unchecked_routers: set[tuple[str, int]] = set()
+        self._assigned_offsets: list[TopicPartition] = []
         self._routes = {
             source.topic: SourceRoute.build(
                 topology, source, schemas.decoder(schemas.for_file(source.schema_file).name)
@@ -230,6 +231,8 @@ class Worker:
         messages_in = self._next_messages()
         if self._unchecked_routers:
             self._check_dead_letters()
+        if self._assigned_offsets:
+            self._commit_assigned_offsets()
         # available_at rises with every batch that writes records, so versions never tie.
         now_ms = max(self.clock(), self._last_available_ms + 1)
         batch = _Batch()
@@ -440,12 +443,29 @@ class Worker:
             self._open_task(tp, state)
             if (tp.topic, tp.partition) in self._routers:
                 self._unchecked_routers.add((tp.topic, tp.partition))
+            if state.offset is not None:
+                self._assigned_offsets.append(TopicPartition(tp.topic, tp.partition, tp.offset))
         consumer.assign(partitions)
         logger.info(
             "partitions_assigned count=%d partitions=%s",
             len(partitions),
             ",".join(f"{tp.topic}:{tp.partition}" for tp in partitions),
         )
+
+    def _commit_assigned_offsets(self) -> None:
+        """Commit to the group the offsets that newly assigned state has reached.
+
+        A worker killed, or fenced, after saving its state but before its offset commit reached
+        the broker may have nothing left to process once it is back; without this commit the
+        group's offsets, and every lag reading made from them, would stay behind for good.
+        """
+        offsets = [tp for tp in self._assigned_offsets if self._owns((tp.topic, tp.partition))]
+        self._assigned_offsets = []
+        if offsets and not self._consumer_broken:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+
+    def _owns(self, key: tuple[str, int]) -> bool:
+        return key in self._routers or key in self._aggregators
 
     def _check_dead_letters(self) -> None:
         """Tell newly assigned routers which of their offsets already have a dead letter.
