@@ -131,6 +131,7 @@ class Worker:
         self._stopping = False
         self._unchecked_routers: set[tuple[str, int]] = set()
         self._assigned_offsets: list[TopicPartition] = []
+        self._assigned_start: dict[tuple[str, int], int] = {}
         self._routes = {
             source.topic: SourceRoute.build(
                 topology, source, schemas.decoder(schemas.for_file(source.schema_file).name)
@@ -310,6 +311,10 @@ class Worker:
         if high < 0:
             low, high = self._consumer.get_watermark_offsets(partition, timeout=1.0)
         position = self._consumer.position([partition])[0].offset
+        if position < 0:
+            # No message received since the assignment (a partition assigned at its end never
+            # gets one): the next one to receive is where the assignment started.
+            position = self._assigned_start.get(key, OFFSET_BEGINNING)
         return bool(max(position, low) < high)
 
     def _tick_idle(self, now_ms: int) -> set[tuple[str, int]]:
@@ -440,6 +445,7 @@ class Worker:
         for tp in partitions:
             state = PartitionState(self.config.state_dir / f"{tp.topic}-{tp.partition}")
             tp.offset = OFFSET_BEGINNING if state.offset is None else state.offset + 1
+            self._assigned_start[(tp.topic, tp.partition)] = tp.offset
             self._open_task(tp, state)
             if (tp.topic, tp.partition) in self._routers:
                 self._unchecked_routers.add((tp.topic, tp.partition))
@@ -517,6 +523,7 @@ class Worker:
         logger.info("partitions_revoked count=%d", len(partitions))
 
     def _close_task(self, key: tuple[str, int]) -> None:
+        self._assigned_start.pop(key, None)
         router = self._routers.pop(key, None)
         if router is not None:
             router.state.close()
