@@ -133,3 +133,36 @@ def test_restarted_worker_reads_one_partition_while_another_sits_at_its_end(
 
     records = [(r.entity, r.values) for r in case.feature_log().records if r.entity == ("j",)]
     assert records == [(("j",), {"n": 1, "total": 2.0})]
+
+
+def test_worker_rebuilds_a_partition_whose_state_the_group_has_passed(
+    stream_case: CaseFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The first worker's state stops at event 1; a worker elsewhere (another state folder)
+    # then takes the partition and processes event 2. When the partition comes back, the old
+    # state is out of date, so the first worker rebuilds from the input instead of resuming.
+    case = stream_case(views=[K1M])
+    first_state = case.state_dir
+    case.send("1", entity_id="k", ts="2025-02-03T10:00:10.000Z", amount=1.0)
+    case.apply()
+    case.stop()
+    case.state_dir = first_state.with_name(first_state.name + "-elsewhere")
+    case.send("2", entity_id="k", ts="2025-02-03T10:00:20.000Z", amount=2.0)
+    case.apply()
+    case.stop()
+    before = case.feature_log().records
+
+    case.state_dir = first_state
+    with caplog.at_level("WARNING", logger="streamfeat.stream.worker"):
+        case.start()
+        case.send("3", entity_id="k", ts="2025-02-03T10:00:30.000Z", amount=4.0)
+        case.apply()
+        case.stop()
+
+    assert "stale_state_discarded" in caplog.text
+    rebuilt = case.feature_log().records[len(before) :]
+    assert [(r.entity, r.event_ts_ms, r.values) for r in rebuilt] == [
+        (("k",), ms("2025-02-03T10:00:10.000Z"), {"n": 1, "total": 1.0}),
+        (("k",), ms("2025-02-03T10:00:20.000Z"), {"n": 2, "total": 3.0}),
+        (("k",), ms("2025-02-03T10:00:30.000Z"), {"n": 3, "total": 7.0}),
+    ]
