@@ -13,7 +13,6 @@ retained input topic.
 from __future__ import annotations
 
 import logging
-import shutil
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -31,7 +30,6 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streamfeat.admin.offsets import committed_offsets
 from streamfeat.definitions.models import Topology
 from streamfeat.errors import OnlineStoreUnavailable
 from streamfeat.featurelog.codec import encode_record
@@ -42,6 +40,7 @@ from streamfeat.serialization import SchemaStore
 from streamfeat.serialization.times import wall_clock_ms
 from streamfeat.stream import messages
 from streamfeat.stream.aggregator import AggregatorTask
+from streamfeat.stream.assigned_state import open_assigned_states
 from streamfeat.stream.dead_letters import dead_lettered_offsets
 from streamfeat.stream.fencing import RejoinBudget, leaves_consumer_unusable
 from streamfeat.stream.merge import SourceMerger
@@ -60,7 +59,6 @@ logger = logging.getLogger(__name__)
 _AFTER_EVENTS = 2**63
 """Sort key that puts clock marks after every event of a batch."""
 _FLUSH_WAIT_S = 5.0
-_COMMITTED_TIMEOUT_S = 30.0
 _DEAD_LETTER_CLOCK_MARGIN_MS = 5 * 60 * 1000
 """How far before a state's last commit the dead-letter read starts, for hosts whose clocks
 differ."""
@@ -445,11 +443,7 @@ class Worker:
             self._consumer.commit(offsets=offsets, asynchronous=True)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        states = {
-            (tp.topic, tp.partition): PartitionState(self._state_path(tp)) for tp in partitions
-        }
-        for tp in self._stale(consumer, partitions, states):
-            states[(tp.topic, tp.partition)] = self._discard_state(tp, states)
+        states = open_assigned_states(consumer, partitions, self.config.state_dir)
         for tp in partitions:
             state = states[(tp.topic, tp.partition)]
             tp.offset = OFFSET_BEGINNING if state.offset is None else state.offset + 1
@@ -465,51 +459,6 @@ class Worker:
             len(partitions),
             ",".join(f"{tp.topic}:{tp.partition}" for tp in partitions),
         )
-
-    def _state_path(self, tp: TopicPartition) -> Path:
-        return self.config.state_dir / f"{tp.topic}-{tp.partition}"
-
-    def _stale(
-        self,
-        consumer: Consumer,
-        partitions: list[TopicPartition],
-        states: dict[tuple[str, int], PartitionState],
-    ) -> list[TopicPartition]:
-        """Partitions whose local state is older than what the group has committed since.
-
-        Such state is left from an earlier assignment of the partition to this worker; another
-        worker has processed past it in the meantime.
-        """
-        with_state = [
-            TopicPartition(tp.topic, tp.partition)
-            for tp in partitions
-            if states[(tp.topic, tp.partition)].offset is not None
-        ]
-        if not with_state:
-            return []
-        committed = committed_offsets(consumer, with_state, _COMMITTED_TIMEOUT_S)
-        return [
-            tp
-            for tp in committed
-            if tp.offset >= 0 and tp.offset > (states[(tp.topic, tp.partition)].offset or 0) + 1
-        ]
-
-    def _discard_state(
-        self, tp: TopicPartition, states: dict[tuple[str, int], PartitionState]
-    ) -> PartitionState:
-        """Delete a stale local state and return an empty one: the partition is rebuilt from its
-        input, as by a worker that never held it."""
-        stale = states[(tp.topic, tp.partition)]
-        logger.warning(
-            "stale_state_discarded topic=%s partition=%d state_offset=%s committed_offset=%d",
-            tp.topic,
-            tp.partition,
-            stale.offset,
-            tp.offset,
-        )
-        stale.close()
-        shutil.rmtree(stale.path)
-        return PartitionState(stale.path)
 
     def _commit_assigned_offsets(self) -> None:
         """Commit to the group the offsets that newly assigned state has reached.

@@ -153,7 +153,7 @@ def test_worker_rebuilds_a_partition_whose_state_the_group_has_passed(
     before = case.feature_log().records
 
     case.state_dir = first_state
-    with caplog.at_level("WARNING", logger="streamfeat.stream.worker"):
+    with caplog.at_level("WARNING", logger="streamfeat.stream.assigned_state"):
         case.start()
         case.send("3", entity_id="k", ts="2025-02-03T10:00:30.000Z", amount=4.0)
         case.apply()
