@@ -27,7 +27,12 @@ def backfill(
     source: Annotated[str, typer.Option("--source", help="Source the events belong to.")],
     events: Annotated[
         Path,
-        typer.Option("--events", help="Historical events, .csv or .parquet, in delivery order."),
+        typer.Option(
+            "--events",
+            exists=True,
+            dir_okay=False,
+            help="Historical events, .csv or .parquet, in delivery order.",
+        ),
     ],
     archive: ArchiveOption,
 ) -> None:
@@ -54,6 +59,8 @@ def training_set(
         Path,
         typer.Option(
             "--labels",
+            exists=True,
+            dir_okay=False,
             help="Label rows, .csv or .parquet: the entities' join keys, a label time and "
             "any other columns, which pass through unchanged.",
         ),
