@@ -187,7 +187,7 @@ class ArchiveSink:
     def _replace_consumer(self, broken: Consumer) -> Consumer:
         """Close a consumer that failed and return a new one that joins the group again.
 
-        Written batches are committed if the group still takes commits; unwritten ones are
+        Written batches are committed if the group still accepts commits, and unwritten ones are
         dropped. The new assignment reads from the committed offsets and skips the offset
         ranges that archive files already hold, so nothing is archived twice.
         """
@@ -196,7 +196,7 @@ class ArchiveSink:
         try:
             broken.close()
         except KafkaException as error:
-            logger.info("failed_consumer_close_error error=%s", error)
+            logger.info("consumer_close_failed error=%s", error)
         self._partitions = {}
         return self._subscribed_consumer()
 

@@ -62,8 +62,8 @@ def _start_offsets(consumer: Consumer, topic: str, since_ms: int | None) -> list
         return []
     if since_ms is None:
         return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
-    wanted = [TopicPartition(topic, p, since_ms) for p in metadata.partitions]
-    starts = consumer.offsets_for_times(wanted, timeout=_METADATA_TIMEOUT_S)
+    requests = [TopicPartition(topic, p, since_ms) for p in metadata.partitions]
+    starts = consumer.offsets_for_times(requests, timeout=_METADATA_TIMEOUT_S)
     # A partition with no message at or after since_ms gets offset -1: nothing to read.
     return [start for start in starts if start.offset >= 0]
 

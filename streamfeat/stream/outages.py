@@ -18,11 +18,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LIBRDKAFKA_LOG_LEVEL = 2
-"""syslog level of librdkafka's own log: critical lines only, errors go to the error callback."""
+"""syslog level of librdkafka's own log: critical lines only. Errors go to the error callback."""
 
 
 def client_logging(error_cb: Callable[[Any], None]) -> dict[str, Any]:
-    """Kafka client settings that route connection errors to ``error_cb`` and nowhere else.
+    """Return Kafka client settings that route connection errors to ``error_cb`` only.
 
     librdkafka otherwise logs every reconnection attempt, many a second while a broker is away.
     """

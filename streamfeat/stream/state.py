@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import msgpack
 from rocksdict import Options, Rdict, WriteBatch
+
+from streamfeat.serialization.times import wall_clock_ms
 
 OFFSET_KEY = b"offset"
 """Key of the last input offset whose effects the state holds."""
@@ -132,7 +133,7 @@ class PartitionState:
             else:
                 batch.put(key, data)
         if offset is not None:
-            committed_at_ms = time.time_ns() // 1_000_000
+            committed_at_ms = wall_clock_ms()
             batch.put(OFFSET_KEY, pack(offset))
             batch.put(COMMITTED_AT_KEY, pack(committed_at_ms))
             self.offset = offset

@@ -62,6 +62,7 @@ _FLUSH_WAIT_S = 5.0
 _DEAD_LETTER_CLOCK_MARGIN_MS = 5 * 60 * 1000
 """How far before a state's last commit the dead-letter read starts, for hosts whose clocks
 differ."""
+
 Clock = Callable[[], int]
 """Returns the processing time in epoch milliseconds (tests may pass their own)."""
 
@@ -173,7 +174,7 @@ class Worker:
             "session.timeout.ms": config.session_timeout_ms,
             **({"group.instance.id": config.instance_id} if config.instance_id else {}),
             # Small per-partition fetches make one batch interleave the partitions finely in
-            # event time; large ones hand over days of one partition at a time when replaying
+            # event time. Large ones hand over days of one partition at a time when replaying
             # history, and every such interleave costs corrections downstream.
             "max.partition.fetch.bytes": config.partition_fetch_bytes,
         }
@@ -224,7 +225,7 @@ class Worker:
         try:
             self._consumer.close()
         except KafkaException as error:
-            logger.info("fenced_consumer_close_failed error=%s", error)
+            logger.info("consumer_close_failed error=%s", error)
         self._consumer = Consumer(self._consumer_config)
         self._subscribe()
 
@@ -387,8 +388,8 @@ class Worker:
             self._consumer_failed(error)
             return
         if error.fatal():
-            # Any other fatal error (of the idempotent producer, say) stops the worker for
-            # good; it exits and its supervisor starts a new one.
+            # Any other fatal error, such as one of the idempotent producer, stops the worker
+            # for good. It exits, and its supervisor starts a new one.
             self._stop_on_fatal(error)
             return
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
@@ -490,11 +491,9 @@ class Worker:
         if not keys:
             return
         commit_times = [self._routers[key].state.committed_at_ms for key in keys]
-        since_ms = (
-            None
-            if any(at is None for at in commit_times)
-            else min(at for at in commit_times if at is not None) - _DEAD_LETTER_CLOCK_MARGIN_MS
-        )
+        since_ms = None
+        if None not in commit_times:
+            since_ms = min(t for t in commit_times if t is not None) - _DEAD_LETTER_CLOCK_MARGIN_MS
         found = dead_lettered_offsets(
             self.config.bootstrap_servers, self.topology.dead_letters, since_ms
         )

@@ -55,10 +55,10 @@ def test_retries_stop_at_deadline() -> None:
         KafkaError.COORDINATOR_NOT_AVAILABLE,
     ],
 )
-def test_a_moving_coordinator_counts_as_retriable(code: int) -> None:
+def test_is_retriable_for_moving_coordinator(code: int) -> None:
     assert is_retriable(KafkaError(code))
 
 
 @pytest.mark.parametrize("code", [KafkaError.NON_EMPTY_GROUP, KafkaError.GROUP_ID_NOT_FOUND])
-def test_group_state_errors_are_not_retriable(code: int) -> None:
+def test_is_retriable_not_for_group_state(code: int) -> None:
     assert not is_retriable(KafkaError(code))

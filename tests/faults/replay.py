@@ -84,7 +84,7 @@ class WorkerSupervisor:
     """Keeps one worker running, as a process supervisor with a liveness check would.
 
     A worker that exited is started again with the same state folder and instance id. So is one
-    whose Kafka client logged a fatal error that the worker did not answer by joining the group
+    whose Kafka client logged a fatal error that the worker did not follow by joining the group
     again (a fenced static member) within a grace period; it is killed first. Each such
     intervention is recorded, so a test can require that none was needed.
     """
@@ -94,28 +94,28 @@ class WorkerSupervisor:
         self.instance_id = instance_id
         self.worker = pipeline.start_worker(instance_id)
         self.interventions: list[str] = []
-        self._unanswered_since: float | None = None
+        self._unhandled_since: float | None = None
 
     def check(self) -> None:
         worker = self.worker
         if not worker.is_running():
             reason = f"{worker.label} exited with {worker.popen.returncode}"
-        elif fatal := self._unanswered_fatal(worker):
+        elif fatal := self._unhandled_fatal(worker):
             reason = f"{worker.label} kept running after a fatal Kafka error: {fatal}"
             worker.kill()
         else:
             return
-        self._unanswered_since = None
+        self._unhandled_since = None
         self.interventions.append(reason)
         self.worker = self.pipeline.start_worker(self.instance_id)
 
-    def _unanswered_fatal(self, worker: ManagedProcess) -> str | None:
+    def _unhandled_fatal(self, worker: ManagedProcess) -> str | None:
         """The first fatal error line, once more of them than rejoins stood for the grace."""
         fatal = worker.lines_containing(_FATAL_MARK)
         if len(fatal) <= len(worker.lines_containing(_REJOIN_MARK)):
-            self._unanswered_since = None
+            self._unhandled_since = None
             return None
         now = time.monotonic()
-        if self._unanswered_since is None:
-            self._unanswered_since = now
-        return fatal[0] if now - self._unanswered_since >= _REJOIN_GRACE_S else None
+        if self._unhandled_since is None:
+            self._unhandled_since = now
+        return fatal[0] if now - self._unhandled_since >= _REJOIN_GRACE_S else None

@@ -1,6 +1,6 @@
 """A second worker started with the same instance id fences the first, then is SIGKILLed.
 
-The broker hands the static membership to the newer process and answers the older one's next
+The broker hands the static membership to the newer process and rejects the older one's next
 commit or heartbeat with FENCED_INSTANCE_ID, which librdkafka reports as fatal. The fenced
 worker must replace its consumer, join again once the intruder is gone, and finish the replay,
 with results equal to the reference and without a restart by anyone.

@@ -126,7 +126,7 @@ def test_sampled_features_equal_raw_csv_computation(
 
 
 @pytest.mark.parametrize("day", SWITCH_DAYS)
-def test_every_flight_of_a_switch_day_equals_raw_csv_computation(
+def test_switch_day_flights_match_reference(
     day: str,
     topology: Topology,
     year_references: dict[str, ViewReference],

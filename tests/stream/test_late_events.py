@@ -209,9 +209,9 @@ def test_watermark_per_source_partition(stream_case: CaseFactory, state_lost: bo
         [1],
     )
     if state_lost:
-        # Edge case C12: the worker stops after committing event 4 and its state folder is
-        # deleted. The next worker rebuilds both partitions from their input, watermarks
-        # included, before it judges event 5.
+        # The worker stops after committing event 4, and its state folder is deleted. The
+        # next worker rebuilds both partitions from their input, watermarks included, before
+        # it judges event 5.
         case.stop()
         shutil.rmtree(case.state_dir)
 
@@ -261,7 +261,7 @@ def test_watermark_per_source_partition(stream_case: CaseFactory, state_lost: bo
         (ms("2025-02-03T10:01:00.000Z"), ms("2025-02-03T10:00:40.000Z"), [0]),
     ]
     # NOTE: without a state changelog the rebuild writes a's records a second time, with the
-    # same values; C12 expects them once. Compaction and the archive keep one of each.
+    # same values, where a restore would write them once. Compaction keeps one of each.
     rebuilt = first_versions if state_lost else []
     assert log.versions("c1m", "a") == first_versions + rebuilt
 

@@ -115,7 +115,7 @@ def test_lost_state_dead_letters_each_event_once(
     assert case.dead_letters() == letters_before
 
 
-def test_restarted_worker_reads_one_partition_while_another_sits_at_its_end(
+def test_merge_skips_partition_assigned_at_end(
     stream_case: CaseFactory,
 ) -> None:
     # A partition assigned at its end never hands over a message, so the consumer reports no
@@ -135,9 +135,7 @@ def test_restarted_worker_reads_one_partition_while_another_sits_at_its_end(
     assert records == [(("j",), {"n": 1, "total": 2.0})]
 
 
-def test_worker_rebuilds_a_partition_whose_state_the_group_has_passed(
-    stream_case: CaseFactory, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_stale_state_is_rebuilt(stream_case: CaseFactory, caplog: pytest.LogCaptureFixture) -> None:
     # The first worker's state stops at event 1; a worker elsewhere (another state folder)
     # then takes the partition and processes event 2. When the partition comes back, the old
     # state is out of date, so the first worker rebuilds from the input instead of resuming.
