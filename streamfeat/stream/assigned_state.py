@@ -3,6 +3,9 @@
 A worker resumes each partition after the offset its RocksDB state holds. State left from an
 earlier assignment can be older than what another worker has processed since. Such state is
 deleted, so the partition is rebuilt from its input, as by a worker that never held it.
+
+NOTE: there is no state changelog. A rebuild replays the partition's retained input topics from
+the beginning, so its time grows with the history kept, and it writes earlier records again.
 """
 
 from __future__ import annotations
